@@ -1,0 +1,221 @@
+//! The unified flow table's exact-match key and the hashes derived from it.
+//!
+//! A key is (vport, direction, 5-tuple, VNI). IPv4 addresses are stored
+//! v4-mapped (`::ffff:a.b.c.d`) so one fixed-size key serves both families.
+//! Two hashes come from a key:
+//! - [`FlowKey::owner_hash`] is *symmetric* (the same for a tuple and its
+//!   reverse) and ignores vport and direction, so both directions of a
+//!   connection pick the same owning shard (lcore) whatever queue they
+//!   arrived on;
+//! - [`FlowKey::table_hash`] covers every field and is the hash the flow
+//!   table is indexed by.
+
+/// Which way a packet crosses the switch, seen from the VM.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[repr(u8)]
+pub enum Direction {
+    /// From a VM-side vport towards the network: layers top-down.
+    #[default]
+    Outbound = 0,
+    /// From a network-side vport towards a VM: layers bottom-up.
+    Inbound = 1,
+}
+
+impl Direction {
+    pub fn reverse(self) -> Direction {
+        match self {
+            Direction::Outbound => Direction::Inbound,
+            Direction::Inbound => Direction::Outbound,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Outbound => "out",
+            Direction::Inbound => "in",
+        }
+    }
+}
+
+/// VNI value meaning "not VXLAN-encapsulated".
+pub const NO_VNI: u32 = u32::MAX;
+
+/// IP protocol numbers used in keys.
+pub mod proto {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
+/// Exact-match key of the unified flow table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(C)]
+pub struct FlowKey {
+    /// Source address; IPv4 is v4-mapped.
+    pub src: [u8; 16],
+    /// Destination address; IPv4 is v4-mapped.
+    pub dst: [u8; 16],
+    /// VXLAN network identifier of the tenant frame, or [`NO_VNI`].
+    pub vni: u32,
+    /// L4 source port; ICMP echo: identifier for requests, 0 for replies.
+    pub src_port: u16,
+    /// L4 destination port; ICMP echo: 0 for requests, identifier for replies.
+    pub dst_port: u16,
+    /// Index of the vport the packet arrived on.
+    pub vport: u16,
+    /// IP protocol number (0 when the frame has no IP header).
+    pub proto: u8,
+    pub dir: Direction,
+}
+
+impl Default for FlowKey {
+    fn default() -> Self {
+        FlowKey {
+            src: [0; 16],
+            dst: [0; 16],
+            vni: NO_VNI,
+            src_port: 0,
+            dst_port: 0,
+            vport: 0,
+            proto: 0,
+            dir: Direction::Outbound,
+        }
+    }
+}
+
+const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// Stores an IPv4 address v4-mapped.
+#[inline]
+pub fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
+    let mut m = [0u8; 16];
+    m[..12].copy_from_slice(&V4_MAPPED_PREFIX);
+    m[12..].copy_from_slice(&a);
+    m
+}
+
+/// The IPv4 address of a v4-mapped address, if it is one.
+#[inline]
+pub fn as_v4(a: &[u8; 16]) -> Option<[u8; 4]> {
+    if a[..12] == V4_MAPPED_PREFIX {
+        Some([a[12], a[13], a[14], a[15]])
+    } else {
+        None
+    }
+}
+
+#[inline]
+fn mix(mut x: u64) -> u64 {
+    // splitmix64 finaliser: cheap and well distributed.
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[inline]
+fn endpoint_hash(addr: &[u8; 16], port: u16) -> u64 {
+    let hi = u64::from_ne_bytes(addr[0..8].try_into().unwrap());
+    let lo = u64::from_ne_bytes(addr[8..16].try_into().unwrap());
+    mix(hi ^ mix(lo ^ u64::from(port)))
+}
+
+impl FlowKey {
+    pub fn is_ipv4(&self) -> bool {
+        as_v4(&self.src).is_some() && as_v4(&self.dst).is_some()
+    }
+
+    /// The key a reply to this packet carries, seen arriving on `vport` in
+    /// the opposite direction (no NAT applied).
+    #[inline]
+    pub fn reversed(&self, vport: u16) -> FlowKey {
+        FlowKey {
+            src: self.dst,
+            dst: self.src,
+            vni: self.vni,
+            src_port: self.dst_port,
+            dst_port: self.src_port,
+            vport,
+            proto: self.proto,
+            dir: self.dir.reverse(),
+        }
+    }
+
+    /// Symmetric hash of the connection: equal for a tuple and its reverse,
+    /// independent of vport and direction. Decides the owning shard.
+    #[inline]
+    pub fn owner_hash(&self) -> u64 {
+        let a = endpoint_hash(&self.src, self.src_port);
+        let b = endpoint_hash(&self.dst, self.dst_port);
+        // Commutative combination: a+b and a^b are both symmetric.
+        mix(a.wrapping_add(b) ^ (u64::from(self.proto) << 32) ^ u64::from(self.vni))
+    }
+
+    /// Which of `n` shards owns this connection.
+    #[inline]
+    pub fn owner(&self, n: usize) -> usize {
+        if n <= 1 {
+            0
+        } else {
+            ((self.owner_hash() >> 32) as usize * n) >> 32
+        }
+    }
+
+    /// Hash of every field, for the flow table.
+    #[inline]
+    pub fn table_hash(&self) -> u64 {
+        let a = endpoint_hash(&self.src, self.src_port);
+        let b = endpoint_hash(&self.dst, self.dst_port);
+        let tail = u64::from(self.vni)
+            ^ (u64::from(self.vport) << 32)
+            ^ (u64::from(self.proto) << 48)
+            ^ ((self.dir as u64) << 56);
+        mix(a ^ mix(b ^ tail).rotate_left(17))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(s: [u8; 4], sp: u16, d: [u8; 4], dp: u16) -> FlowKey {
+        FlowKey {
+            src: v4_mapped(s),
+            dst: v4_mapped(d),
+            src_port: sp,
+            dst_port: dp,
+            proto: proto::TCP,
+            ..FlowKey::default()
+        }
+    }
+
+    #[test]
+    fn owner_hash_is_symmetric_and_ignores_vport_and_direction() {
+        let k = key([10, 0, 0, 1], 1234, [8, 8, 8, 8], 53);
+        let r = k.reversed(3);
+        assert_eq!(k.owner_hash(), r.owner_hash());
+        assert_ne!(k.table_hash(), r.table_hash());
+        for n in 1..8 {
+            assert_eq!(k.owner(n), r.owner(n));
+            assert!(k.owner(n) < n);
+        }
+    }
+
+    #[test]
+    fn owner_spreads_over_shards() {
+        let mut counts = [0usize; 4];
+        for p in 0..4000u16 {
+            counts[key([10, 0, 0, 1], 1000 + p, [1, 1, 1, 1], 80).owner(4)] += 1;
+        }
+        for c in counts {
+            assert!(c > 800, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn v4_mapping_round_trips() {
+        assert_eq!(as_v4(&v4_mapped([1, 2, 3, 4])), Some([1, 2, 3, 4]));
+        assert_eq!(as_v4(&[0; 16]), None);
+    }
+}

@@ -1,0 +1,3 @@
+//! The unified flow table and what each flow carries.
+
+pub mod key;
