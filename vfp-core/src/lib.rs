@@ -8,10 +8,14 @@
 //! ([`action`]) every later packet of the connection gets.
 //! Nothing here knows about DPDK.
 
+pub mod action;
 pub mod counter;
 pub mod decision;
+pub mod engine;
 pub mod flow;
 pub mod frame;
 pub mod parse;
+pub mod policy;
+pub mod shard;
 pub mod topology;
 pub mod wire;

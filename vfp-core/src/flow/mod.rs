@@ -1,3 +1,4 @@
 //! The unified flow table and what each flow carries.
 
 pub mod key;
+pub mod timeouts;

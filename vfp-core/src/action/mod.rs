@@ -1,0 +1,1 @@
+//! Header transpositions applied in place on a frame.

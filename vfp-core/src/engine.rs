@@ -1,0 +1,1 @@
+//! Slow path: evaluate the policy layers for the first packet of a connection.

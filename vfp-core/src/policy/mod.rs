@@ -1,0 +1,1 @@
+//! Layered policy: layers of groups of rules, loaded from a TOML file.
