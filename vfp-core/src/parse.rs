@@ -6,8 +6,44 @@
 //! `eth_off/l3_off/l4_off` offsets describe the inner (tenant) frame and
 //! `outer` describes the encapsulation. The key's `vport` and `dir` are
 //! left at their defaults: the caller sets them.
+//!
+//! The walk is Ethernet (up to [`MAX_VLAN_TAGS`] 802.1Q/802.1ad tags) ->
+//! ARP | IPv4 | IPv6 (up to [`MAX_IPV6_EXT_HEADERS`] extension headers)
+//! -> TCP | UDP | ICMP, and once more for the inner frame of a VXLAN
+//! packet. Every step is a checked [`crate::wire`] view, so a length is
+//! validated once and the field reads after it cannot fail. Choices the
+//! contract leaves open:
+//! - IPv4/IPv6 lengths bound everything after them: bytes past the total
+//!   length (Ethernet padding) are ignored, a frame shorter than it is
+//!   `Truncated`.
+//! - A non-first fragment carries no L4 header: ports stay 0 and
+//!   `l4_off == payload_off ==` the end of the IP headers. A first
+//!   fragment must hold the whole L4 header (a tiny first fragment that
+//!   splits it is `Truncated`); its UDP length is not checked, as it
+//!   covers bytes in later fragments.
+//! - Only an unfragmented UDP datagram to port 4789 whose VXLAN header
+//!   has the I flag (and whose payload holds that header) is decapsulated;
+//!   anything else to port 4789 is keyed as the plain UDP flow it is.
+//! - ARP and other ethertypes get the default key (VNI still set for an
+//!   inner frame, which does live in that VNI).
+//! - IP header checksums are not verified here: that is NIC offload work,
+//!   and the flow key does not depend on it.
 
-use crate::flow::key::FlowKey;
+use crate::flow::key::{proto, v4_mapped, FlowKey, NO_VNI};
+use crate::wire::arp::ArpPacket;
+use crate::wire::ethernet::{self, ethertype};
+use crate::wire::icmp::{self, Echo, IcmpPacket};
+use crate::wire::ipv4::Ipv4Packet;
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::tcp::TcpPacket;
+use crate::wire::udp::{self, UdpPacket};
+use crate::wire::vxlan::{self, VxlanHeader};
+use crate::wire::Error as WireError;
+
+/// Most VLAN tags followed (an 802.1ad S-tag plus an 802.1Q C-tag).
+pub const MAX_VLAN_TAGS: u8 = 2;
+/// Most IPv6 extension headers crossed before giving up (`TooDeep`).
+pub const MAX_IPV6_EXT_HEADERS: usize = 8;
 
 /// What sits at `l3_off`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
@@ -95,8 +131,197 @@ impl ParseError {
     }
 }
 
+impl From<WireError> for ParseError {
+    #[inline]
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::Truncated => ParseError::Truncated,
+            WireError::Malformed => ParseError::Malformed,
+            WireError::TooDeep => ParseError::TooDeep,
+        }
+    }
+}
+
 /// Parses a frame starting with an Ethernet header.
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
-    let _ = frame;
-    todo!("implemented by the parser work")
+    let (outer, vx) = parse_frame(frame, 0)?;
+    let Some(vx) = vx else {
+        return Ok(outer);
+    };
+    // The inner frame ends where the outer UDP payload does, so outer
+    // padding never looks like inner bytes.
+    let inner_bytes = frame.get(..vx.end).ok_or(ParseError::Truncated)?;
+    let (mut inner, nested) = parse_frame(inner_bytes, vx.vxlan_off + vxlan::HEADER_LEN)?;
+    if nested.is_some() {
+        return Err(ParseError::TooDeep);
+    }
+    inner.key.vni = vx.vni;
+    inner.outer = Some(Outer {
+        l3_off: outer.l3_off,
+        is_ipv6: outer.l3 == L3::Ipv6,
+        udp_off: outer.l4_off,
+        vxlan_off: off16(vx.vxlan_off)?,
+        vni: vx.vni,
+    });
+    Ok(inner)
+}
+
+/// A VXLAN header found behind a UDP header.
+struct VxlanAt {
+    vxlan_off: usize,
+    /// End of the UDP datagram (= end of the inner frame).
+    end: usize,
+    vni: u32,
+}
+
+/// Offsets are stored as u16: a header ending past 64 KiB is a chain we
+/// will not follow.
+#[inline]
+fn off16(off: usize) -> Result<u16, ParseError> {
+    u16::try_from(off).map_err(|_| ParseError::TooDeep)
+}
+
+/// Parses the Ethernet frame at `eth_off` (L2 to L4) into a descriptor
+/// with `key.vni == NO_VNI`, and reports a VXLAN header behind it.
+#[inline]
+fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>), ParseError> {
+    let l2 = frame.get(eth_off..).ok_or(ParseError::Truncated)?;
+    let tags = ethernet::walk_tags(l2, MAX_VLAN_TAGS)?;
+    let l3_off = eth_off + tags.l3_off;
+    let mut p = Parsed {
+        key: FlowKey {
+            vni: NO_VNI,
+            ..FlowKey::default()
+        },
+        eth_off: off16(eth_off)?,
+        vlan_count: tags.count,
+        vlan_id: tags.outer_vid,
+        ethertype: tags.ethertype,
+        l3_off: off16(l3_off)?,
+        ..Parsed::default()
+    };
+    // walk_tags checked that every byte before l3_off exists.
+    let l3 = &frame[l3_off..];
+    match tags.ethertype {
+        ethertype::IPV4 => {
+            let ip = Ipv4Packet::new_checked(l3)?;
+            p.l3 = L3::Ipv4;
+            p.key.src = v4_mapped(ip.src_addr());
+            p.key.dst = v4_mapped(ip.dst_addr());
+            p.key.proto = ip.protocol();
+            p.ttl = ip.ttl();
+            p.fragment = fragment(ip.frag_offset(), ip.more_frags());
+            let l4_off = l3_off + ip.header_len();
+            let l3_end = l3_off + usize::from(ip.total_len());
+            let vx = parse_l4(frame, l4_off, l3_end, &mut p)?;
+            Ok((p, vx))
+        }
+        ethertype::IPV6 => {
+            let ip = Ipv6Packet::new_checked(l3)?;
+            let chain =
+                ipv6::walk_ext_headers(ip.payload(), ip.next_header(), MAX_IPV6_EXT_HEADERS)?;
+            p.l3 = L3::Ipv6;
+            p.key.src = ip.src_addr();
+            p.key.dst = ip.dst_addr();
+            p.key.proto = chain.protocol;
+            p.ttl = ip.hop_limit();
+            if let Some(f) = chain.fragment {
+                p.fragment = fragment(f.offset, f.more);
+            }
+            let l4_off = l3_off + ipv6::HEADER_LEN + chain.l4_off;
+            let l3_end = l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len());
+            let vx = parse_l4(frame, l4_off, l3_end, &mut p)?;
+            Ok((p, vx))
+        }
+        ethertype::ARP => {
+            let arp = ArpPacket::new_checked(l3)?;
+            p.l3 = L3::Arp;
+            p.l4_off = off16(l3_off + arp.packet_len())?;
+            p.payload_off = p.l4_off;
+            Ok((p, None))
+        }
+        _ => {
+            p.l3 = L3::Other;
+            p.l4_off = p.l3_off;
+            p.payload_off = p.l3_off;
+            Ok((p, None))
+        }
+    }
+}
+
+#[inline]
+fn fragment(offset: u16, more: bool) -> Fragment {
+    if offset != 0 {
+        Fragment::Later
+    } else if more {
+        Fragment::First
+    } else {
+        Fragment::None
+    }
+}
+
+/// Fills ports, TCP flags and `l4_off`/`payload_off` from the L4 header
+/// in `frame[l4_off..l3_end]` (both checked by the IP view).
+#[inline]
+fn parse_l4(
+    frame: &[u8],
+    l4_off: usize,
+    l3_end: usize,
+    p: &mut Parsed,
+) -> Result<Option<VxlanAt>, ParseError> {
+    p.l4_off = off16(l4_off)?;
+    p.payload_off = p.l4_off;
+    if p.fragment == Fragment::Later {
+        return Ok(None);
+    }
+    let seg = frame.get(l4_off..l3_end).ok_or(ParseError::Truncated)?;
+    let v6 = p.l3 == L3::Ipv6;
+    match p.key.proto {
+        proto::TCP => {
+            let tcp = TcpPacket::new_checked(seg)?;
+            p.key.src_port = tcp.src_port();
+            p.key.dst_port = tcp.dst_port();
+            p.tcp_flags = tcp.flags();
+            p.payload_off = off16(l4_off + tcp.header_len())?;
+        }
+        proto::UDP => {
+            let dgram = if p.fragment == Fragment::First {
+                UdpPacket::check_header(seg)?
+            } else {
+                UdpPacket::new_checked(seg)?
+            };
+            p.key.src_port = dgram.src_port();
+            p.key.dst_port = dgram.dst_port();
+            p.payload_off = off16(l4_off + udp::HEADER_LEN)?;
+            if dgram.dst_port() == vxlan::UDP_PORT && p.fragment == Fragment::None {
+                return Ok(vxlan_at(&dgram, l4_off));
+            }
+        }
+        proto::ICMP | proto::ICMPV6 if (p.key.proto == proto::ICMPV6) == v6 => {
+            let msg = IcmpPacket::new_checked(seg)?;
+            match icmp::echo_kind(msg.msg_type(), v6) {
+                Some(Echo::Request) => p.key.src_port = msg.echo_ident(),
+                Some(Echo::Reply) => p.key.dst_port = msg.echo_ident(),
+                None => {}
+            }
+            p.payload_off = off16(l4_off + icmp::HEADER_LEN)?;
+        }
+        _ => {}
+    }
+    Ok(None)
+}
+
+/// The VXLAN header behind a complete UDP datagram at `udp_off`, if its
+/// payload holds one with the I flag set.
+#[inline]
+fn vxlan_at(dgram: &UdpPacket<&[u8]>, udp_off: usize) -> Option<VxlanAt> {
+    let vx = VxlanHeader::new_checked(dgram.payload()).ok()?;
+    if !vx.vni_valid() {
+        return None;
+    }
+    Some(VxlanAt {
+        vxlan_off: udp_off + udp::HEADER_LEN,
+        end: udp_off + usize::from(dgram.len()),
+        vni: vx.vni(),
+    })
 }
