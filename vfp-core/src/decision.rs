@@ -5,6 +5,8 @@
 //! allowed decision into a flow pair: it allocates the SNAT port, compiles
 //! the forward transposition and derives the reverse one.
 
+use std::sync::Arc;
+
 use arrayvec::ArrayVec;
 
 /// Accumulated actions of every layer that allowed the packet.
@@ -12,8 +14,9 @@ use arrayvec::ArrayVec;
 pub struct Actions {
     /// Pop the outer VXLAN headers (the packet must be VXLAN).
     pub decap: bool,
-    /// Rewrite the source to an address:port from this pool.
-    pub snat: Option<SnatSpec>,
+    /// Rewrite the source to an address:port from this pool (shared with
+    /// the compiled policy, so evaluating a rule does not allocate).
+    pub snat: Option<Arc<SnatSpec>>,
     /// Rewrite the destination to this backend (address v4-mapped, port;
     /// port 0 keeps the original port).
     pub dnat: Option<([u8; 16], u16)>,
