@@ -74,7 +74,7 @@ impl V4 {
 
     pub fn build(&self, payload: &[u8]) -> Vec<u8> {
         let mut opts = self.options.clone();
-        while opts.len() % 4 != 0 {
+        while !opts.len().is_multiple_of(4) {
             opts.push(0);
         }
         let hl = 20 + opts.len();
