@@ -1,4 +1,21 @@
 //! pmd-app: the DPDK poll-mode VFP dataplane, as a library so that the
 //! `pmd-app` and `vfpctl` binaries (and the tests) share its modules.
+//!
+//! Follow one packet: `worker.rs` (rx burst) -> pipeline -> `worker.rs`
+//! (tx burst). The control thread (`supervisor.rs`) owns the
+//! [`dataplane::Dataplane`] and publishes `plan.rs` plans to workers;
+//! `failsafe.rs` decides which of a vport's paths transmits.
 
+pub mod args;
 pub mod control;
+pub mod dataplane;
+pub mod dpdk;
+pub mod failsafe;
+pub mod handoff;
+pub mod plan;
+pub mod report;
+pub mod setup;
+pub mod stats;
+pub mod supervisor;
+pub mod vport;
+pub mod worker;

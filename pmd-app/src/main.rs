@@ -1,1 +1,188 @@
-fn main() {}
+//! pmd-app: the whole life of the dataplane in plain order, like DPDK's
+//! basicfwd/l3fwd: parse options, EAL init, vports, mempool, ports, workers
+//! on every lcore (the main lcore too), the supervisor on a control
+//! thread, then teardown: workers stop, ports stop and close, every mbuf
+//! back in the pool, a final counters table.
+
+use clap::Parser;
+use crossbeam::channel;
+use pmd_app::args::{self, AppArgs};
+use pmd_app::dataplane::{Dataplane, WorkerHandle};
+use pmd_app::dpdk::{self, events, Eal, Mempool};
+use pmd_app::report::Snapshot;
+use pmd_app::stats::WorkerStats;
+use pmd_app::supervisor::Supervisor;
+use pmd_app::worker::Worker;
+use pmd_app::{handoff, setup};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let argv: Vec<String> = std::env::args().collect();
+    let (eal_args, app_argv) = args::split_argv(&argv);
+    // App options are checked before the EAL starts: a typo costs nothing.
+    let app = match AppArgs::try_parse_from(&app_argv) {
+        Ok(a) => a,
+        Err(e) => e.exit(),
+    };
+    match run(&eal_args, app) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("pmd-app: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
+    let eal = Eal::init(eal_args).map_err(|e| e.to_string())?;
+    log::info!("DPDK {}", dpdk::version());
+    let lcores = eal.lcores();
+    let workers = lcores.len();
+    let socket = eal.socket_id();
+
+    let mut vports = setup::build_vports(&app.vports, &args::vdev_args(eal_args))?;
+    let queues = app.queues.unwrap_or(workers as u16).max(1);
+    let nb_mbufs = app
+        .mbufs
+        .unwrap_or_else(|| setup::pool_size(&vports, queues, app.nb_desc, workers));
+    let pool = Arc::new(Mempool::new("vfp_mbufs", nb_mbufs, 256, app.mbuf_size, socket)?);
+    log::info!("mempool: {} mbufs of {} B", nb_mbufs, app.mbuf_size);
+
+    let (ev_tx, ev_rx) = channel::bounded(1024);
+    events::subscribe(ev_tx)?;
+    for v in vports.iter_mut() {
+        for p in [v.fast.as_mut(), v.soft.as_mut()].into_iter().flatten() {
+            setup::bring_up(p, queues, app.nb_desc, &pool, socket)?;
+        }
+    }
+    for v in vports.iter_mut() {
+        setup::unify_identity(v);
+        v.active = v.desired();
+        log::info!(
+            "vport {} (role {}): fast={} soft={} active={} peer={}",
+            v.name,
+            v.role.as_str(),
+            v.fast.as_ref().map(|p| p.device.as_str()).unwrap_or("-"),
+            v.soft.as_ref().map(|p| p.device.as_str()).unwrap_or("-"),
+            v.active.map(|k| k.as_str()).unwrap_or("none"),
+            v.peer
+        );
+    }
+
+    let running = Arc::new(AtomicBool::new(true));
+    {
+        let r = running.clone();
+        ctrlc::set_handler(move || r.store(false, Ordering::Relaxed))
+            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    }
+    let inboxes = handoff::inboxes(workers);
+    let mut dp = Dataplane {
+        vports,
+        workers: Vec::new(),
+        inboxes: inboxes.clone(),
+        pool,
+        generation: 1,
+        queues,
+        nb_desc: app.nb_desc,
+        socket,
+        started: Instant::now(),
+        running: running.clone(),
+        switches: Vec::new(),
+        switch_count: 0,
+    };
+    let plans = dp.plans(workers);
+    let mut main_worker = None;
+    for (i, (lcore, plan)) in lcores.iter().zip(plans).enumerate() {
+        let (tx, rx) = channel::bounded(64);
+        let stats = Arc::new(WorkerStats::default());
+        stats.plan_ack.store(plan.generation, Ordering::Release);
+        let w = Worker::new(
+            i,
+            Arc::new(plan),
+            rx,
+            inboxes.clone(),
+            stats.clone(),
+            running.clone(),
+            app.idle_sleep_us,
+        );
+        dp.workers.push(WorkerHandle {
+            lcore: *lcore,
+            cmds: tx,
+            stats,
+        });
+        if i == 0 {
+            main_worker = Some(w);
+        } else {
+            dpdk::lcore::launch(*lcore, move || w.run())?;
+        }
+    }
+
+    let (_rq_tx, rq_rx) = channel::bounded(64);
+    let sup = Supervisor {
+        dp,
+        events: ev_rx,
+        requests: rq_rx,
+        stats_period: Duration::from_secs(app.stats_period),
+        duration: (app.duration > 0).then(|| Duration::from_secs(app.duration)),
+    };
+    let control = std::thread::Builder::new()
+        .name("vfp-control".into())
+        .spawn(move || sup.run())
+        .map_err(|e| format!("cannot start the control thread: {e}"))?;
+
+    log::info!("forwarding on {} lcore(s) {:?}; Ctrl-C to stop", workers, lcores);
+    if let Some(w) = main_worker {
+        w.run();
+    }
+    for l in lcores.iter().skip(1) {
+        dpdk::lcore::wait(*l);
+    }
+    let dp = control.join().map_err(|_| "control thread panicked".to_string())?;
+    teardown(dp, eal)
+}
+
+/// Stops and closes every port, empties the hand-off queues and checks
+/// that every mbuf came back to the pool.
+fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
+    let final_stats = Snapshot::take(&dp, None, &|_| Vec::new());
+    let Dataplane {
+        vports,
+        workers,
+        inboxes,
+        pool,
+        ..
+    } = dp;
+    drop(workers);
+    drop(inboxes);
+    for v in &vports {
+        for p in [v.fast.as_ref(), v.soft.as_ref()].into_iter().flatten() {
+            if let Some(port) = p.port {
+                if let Err(e) = port.stop() {
+                    log::warn!("{e}");
+                }
+                if let Err(e) = port.close() {
+                    log::warn!("{e}");
+                }
+            }
+        }
+    }
+    print!("{}", final_stats.render("final counters"));
+    let total = pool.size();
+    let avail = pool.available();
+    let code = if avail == total {
+        println!("mbufs: all {total} returned to the pool");
+        0
+    } else {
+        eprintln!(
+            "pmd-app: error: {} of {total} mbufs not returned to the pool (leak)",
+            total - avail
+        );
+        3
+    };
+    drop(pool);
+    drop(eal);
+    Ok(code)
+}

@@ -1,0 +1,65 @@
+//! Safe types over dpdk-sys: THE ONLY place in pmd-app with `unsafe`.
+//!
+//! Everything above this module works with owned Rust values: an [`Mbuf`]
+//! is freed exactly once (by `Drop` or by a successful transmit), a
+//! [`Burst`] owns up to 32 of them, a [`Port`] names an ethdev by id.
+
+pub mod eal;
+pub mod events;
+pub mod lcore;
+pub mod mbuf;
+pub mod mempool;
+pub mod port;
+pub mod telemetry;
+
+pub use eal::Eal;
+pub use mbuf::{Burst, Mbuf, BURST_SIZE};
+pub use mempool::Mempool;
+pub use port::Port;
+
+use std::ffi::CStr;
+
+/// `rte_errno` of the calling thread and its text.
+pub fn last_error() -> (i32, String) {
+    // SAFETY: reads a thread-local int through the C accessor.
+    let e = unsafe { dpdk_sys::dpdk_sys_rte_errno() };
+    (e, strerror(e))
+}
+
+/// Text for a DPDK or libc error number (positive or negative).
+pub fn strerror(e: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local
+    // NUL-terminated string, which we copy before returning.
+    unsafe {
+        let p = dpdk_sys::rte_strerror(e.abs());
+        if p.is_null() {
+            format!("error {e}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Timestamp counter and its frequency.
+#[inline(always)]
+pub fn rdtsc() -> u64 {
+    // SAFETY: reads the CPU timestamp counter; no memory is touched.
+    unsafe { dpdk_sys::rte_rdtsc() }
+}
+
+pub fn tsc_hz() -> u64 {
+    // SAFETY: plain getter of a value EAL computed at init.
+    unsafe { dpdk_sys::rte_get_tsc_hz() }
+}
+
+/// Spin-wait hint.
+#[inline(always)]
+pub fn pause() {
+    // SAFETY: a `pause` instruction.
+    unsafe { dpdk_sys::rte_pause() }
+}
+
+pub fn version() -> String {
+    // SAFETY: rte_version returns a static NUL-terminated string.
+    unsafe { CStr::from_ptr(dpdk_sys::rte_version()).to_string_lossy().into_owned() }
+}

@@ -1,0 +1,266 @@
+//! Choosing, switching and draining a vport's datapaths.
+//!
+//! Both paths of a vport are polled while they are up (new connections or
+//! broadcasts may arrive on the soft path while the fast one carries the
+//! rest); only transmit follows the *active* path. So a planned switch is
+//! a plan change: workers move their tx at a quiescent point and nothing
+//! in flight is lost. When a device goes away (removal event, unplug, link
+//! down) its queues leave the plan first, then what is left in its rx
+//! rings is drained into the workers, and only then is the device stopped
+//! and closed. When it returns under the same name it is brought up with
+//! the same queues, MAC and MTU, and the vport fails back unless pinned.
+//! Flow state lives in the workers' shards, never in a device, so none of
+//! this touches it.
+
+use crate::dataplane::Dataplane;
+use crate::dpdk::events::{self, DeviceEvent};
+use crate::dpdk::{Burst, Port};
+use crate::handoff::Handoff;
+use crate::setup;
+use crate::vport::{PathKind, PathState, SwitchMode};
+
+/// Bursts drained per rx queue of a departing device (bounded: a device
+/// that keeps producing, like an infinite pcap, must not hold us here).
+const DRAIN_BURSTS: usize = 64;
+
+fn bus_of(device: &str) -> &'static str {
+    // PCI devices are named by address (0000:03:00.1); the rest are vdevs.
+    if device.len() >= 7 && device.as_bytes()[4] == b':' && device.contains('.') {
+        "pci"
+    } else {
+        "vdev"
+    }
+}
+
+impl Dataplane {
+    /// `switch VPORT fast|soft|auto`.
+    pub fn switch(&mut self, vport: &str, to: Option<PathKind>) -> Result<(PathKind, SwitchMode, u64), String> {
+        let vi = self
+            .vport_index(vport)
+            .ok_or_else(|| format!("no vport named `{vport}`"))?;
+        let v = &self.vports[vi];
+        if let Some(k) = to {
+            match v.path(k) {
+                None => return Err(format!("vport {vport} has no {} path", k.as_str())),
+                Some(p) if !p.usable() => {
+                    return Err(format!(
+                        "the {} path of vport {vport} is {}",
+                        k.as_str(),
+                        p.state.as_str()
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let t0 = std::time::Instant::now();
+        self.vports[vi].mode = match to {
+            Some(k) => SwitchMode::Pinned(k),
+            None => SwitchMode::Auto,
+        };
+        self.reconcile("command")?;
+        let v = &self.vports[vi];
+        let active = v.active.ok_or_else(|| format!("vport {vport} has no usable path"))?;
+        Ok((active, v.mode, t0.elapsed().as_micros() as u64))
+    }
+
+    /// Reacts to a device event from DPDK's interrupt thread.
+    pub fn on_device_event(&mut self, ev: DeviceEvent) {
+        match ev {
+            DeviceEvent::Removed(p) => {
+                let port = Port(p);
+                if let Some((vi, k)) = self.owner_of(port) {
+                    log::warn!(
+                        "vport {}: {} device {} removed",
+                        self.vports[vi].name,
+                        k.as_str(),
+                        port.name()
+                    );
+                    if let Err(e) = self.retire(vi, k, "device-removed", true) {
+                        log::error!("retiring removed device: {e}");
+                    }
+                }
+            }
+            DeviceEvent::LinkChange(_) => self.poll_links(),
+            DeviceEvent::New(p) => {
+                let name = Port(p).name();
+                if let Some((vi, k)) = self.find_device(&name) {
+                    if self.vports[vi].path(k).is_some_and(|d| d.port.is_none()) {
+                        if let Err(e) = self.adopt(vi, k, Port(p), "device-added") {
+                            log::error!("adopting {name}: {e}");
+                        }
+                    }
+                }
+            }
+            DeviceEvent::Destroyed(_) => {}
+        }
+    }
+
+    fn owner_of(&self, port: Port) -> Option<(usize, PathKind)> {
+        self.vports
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| v.path_of(port).map(|k| (i, k)))
+    }
+
+    /// Link state of every started device; switches on a change.
+    pub fn poll_links(&mut self) {
+        let mut changed = false;
+        for v in self.vports.iter_mut() {
+            let name = v.name.clone();
+            for k in PathKind::BOTH {
+                let Some(p) = v.path_mut(k) else { continue };
+                let Some(port) = p.port else { continue };
+                let up = port.link().up;
+                let next = match (p.state, up) {
+                    (PathState::Up, false) => PathState::LinkDown,
+                    (PathState::LinkDown, true) => PathState::Up,
+                    (s, _) => s,
+                };
+                if next != p.state {
+                    log::warn!(
+                        "vport {}: {} path {} link {}",
+                        name,
+                        k.as_str(),
+                        p.device,
+                        if up { "up" } else { "down" }
+                    );
+                    p.state = next;
+                    changed = true;
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = self.reconcile("link-change") {
+                log::error!("{e}");
+            }
+        }
+    }
+
+    /// Takes a path out of service: off the plan, rx rings drained into
+    /// the workers, device stopped and closed, and optionally detached.
+    fn retire(&mut self, vi: usize, k: PathKind, cause: &str, detach: bool) -> Result<(), String> {
+        let port = {
+            let p = self.vports[vi].path_mut(k).ok_or("no such path")?;
+            let port = p.port.take().ok_or_else(|| format!("{} is not present", p.device))?;
+            p.state = PathState::Removed;
+            port
+        };
+        // Off the plan first (tx moves to the other path in the same step).
+        let moved = self.vports[vi].active != self.vports[vi].desired();
+        if moved {
+            self.reconcile(cause)?;
+        } else {
+            self.publish()?;
+        }
+        let drained = self.drain(vi, port);
+        let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
+        if let Err(e) = port.stop() {
+            log::warn!("{e}");
+        }
+        if let Err(e) = port.close() {
+            log::warn!("{e}");
+        }
+        if detach {
+            // Closing already released the port of most PMDs; the bus may
+            // still hold the device.
+            if let Err(e) = events::hotplug_remove(bus_of(&device), &device) {
+                log::debug!("{e}");
+            }
+        }
+        log::info!("{device}: retired ({cause}), {drained} packet(s) drained from its rx rings");
+        Ok(())
+    }
+
+    /// Pulls what is left in `port`'s rx rings and hands it to the
+    /// workers as if it had arrived on vport `vi` (no worker polls it now).
+    fn drain(&self, vi: usize, port: Port) -> usize {
+        let queues = port.info().map(|i| i.max_rx_queues).unwrap_or(1).min(64);
+        let n_workers = self.workers.len().max(1);
+        let mut burst = Burst::new();
+        let mut total = 0;
+        for q in 0..queues {
+            for _ in 0..DRAIN_BURSTS {
+                if port.rx_burst(q, &mut burst) == 0 {
+                    break;
+                }
+                for m in burst.drain() {
+                    let w = total % n_workers;
+                    total += 1;
+                    if self.inboxes[w]
+                        .push(Handoff::Process {
+                            vport: vi as u16,
+                            mbuf: m,
+                        })
+                        .is_err()
+                    {
+                        // Inbox full: the packet is freed here (counted as drained).
+                    }
+                }
+            }
+        }
+        total
+    }
+
+    /// Brings a returning device up as path `k` of vport `vi`.
+    fn adopt(&mut self, vi: usize, k: PathKind, port: Port, cause: &str) -> Result<(), String> {
+        let (queues, nb_desc, socket) = (self.queues, self.nb_desc, self.socket);
+        let pool = self.pool.clone();
+        {
+            let p = self.vports[vi].path_mut(k).ok_or("no such path")?;
+            p.port = Some(port);
+            if let Err(e) = setup::bring_up(p, queues, nb_desc, &pool, socket) {
+                p.port = None;
+                p.state = PathState::Removed;
+                return Err(e);
+            }
+        }
+        setup::unify_identity(&self.vports[vi]);
+        log::info!(
+            "vport {}: {} path {} is back",
+            self.vports[vi].name,
+            k.as_str(),
+            port.name()
+        );
+        // Polled from now on; transmit follows if it is the desired path.
+        if self.reconcile(cause)? == 0 {
+            self.publish()?;
+        }
+        Ok(())
+    }
+
+    /// Test hook and operator tool: hot-unplug a device as if the host had
+    /// removed it.
+    pub fn unplug(&mut self, device: &str) -> Result<(), String> {
+        let (vi, k) = self
+            .find_device(device)
+            .ok_or_else(|| format!("no vport path uses device `{device}`"))?;
+        self.retire(vi, k, "device-removed", true)
+    }
+
+    /// Hot-plugs a device back (devargs default to those it started with).
+    pub fn plug(&mut self, device: &str, devargs: Option<&str>) -> Result<(), String> {
+        let (vi, k) = self
+            .find_device(device)
+            .ok_or_else(|| format!("no vport path uses device `{device}`"))?;
+        let p = self.vports[vi].path(k).ok_or("no such path")?;
+        if p.port.is_some() {
+            return Err(format!("device `{device}` is already present"));
+        }
+        let args = devargs
+            .map(str::to_owned)
+            .or_else(|| p.devargs.clone())
+            .unwrap_or_default();
+        events::hotplug_add(bus_of(device), device, &args)?;
+        let port = Port::by_name(device).ok_or_else(|| format!("`{device}` was plugged but has no ethdev port"))?;
+        // The NEW event may already have adopted it.
+        if self.vports[vi].path(k).is_some_and(|p| p.port.is_none()) {
+            self.adopt(vi, k, port, "device-added")?;
+        }
+        if devargs.is_some() {
+            if let Some(p) = self.vports[vi].path_mut(k) {
+                p.devargs = devargs.map(str::to_owned);
+            }
+        }
+        Ok(())
+    }
+}

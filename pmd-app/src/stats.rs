@@ -1,0 +1,83 @@
+//! Per-lcore counters, written only by their worker, read by the control
+//! plane without locks (single-writer relaxed atomics, one cache-aligned
+//! block per worker so lcores never share a line).
+
+use std::sync::atomic::AtomicU64;
+use vfp_core::counter::Counter;
+
+/// Ports a worker keeps per-port counters for (DPDK's RTE_MAX_ETHPORTS).
+pub const MAX_PORTS: usize = 32;
+
+/// Drops decided by the app around the engine (the engine counts its own).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppDrop {
+    /// The device's tx ring stayed full after one retry.
+    TxFull,
+    /// The egress vport has no usable path.
+    NoTxPath,
+    /// Another lcore's hand-off queue was full.
+    HandoffFull,
+    /// Multi-segment mbuf in the pipeline (headers must be contiguous).
+    MultiSegment,
+}
+
+impl AppDrop {
+    pub const ALL: [AppDrop; 4] = [
+        AppDrop::TxFull,
+        AppDrop::NoTxPath,
+        AppDrop::HandoffFull,
+        AppDrop::MultiSegment,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppDrop::TxFull => "tx-full",
+            AppDrop::NoTxPath => "no-tx-path",
+            AppDrop::HandoffFull => "handoff-full",
+            AppDrop::MultiSegment => "multi-segment",
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct PortCounters {
+    pub rx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_packets: Counter,
+    pub tx_bytes: Counter,
+}
+
+#[repr(align(128))]
+#[derive(Default)]
+pub struct WorkerStats {
+    pub rx_packets: Counter,
+    pub tx_packets: Counter,
+    pub rx_bytes: Counter,
+    pub tx_bytes: Counter,
+    /// Packets handed to or received from other lcores.
+    pub handoff_out: Counter,
+    pub handoff_in: Counter,
+    /// TSC cycles spent in iterations that moved packets, and in all.
+    pub busy_cycles: Counter,
+    pub total_cycles: Counter,
+    /// Packets processed in busy iterations (for cycles per packet).
+    pub busy_packets: Counter,
+    pub drops: [Counter; AppDrop::ALL.len()],
+    pub ports: [PortCounters; MAX_PORTS],
+    /// Flow pairs in this worker's shard.
+    pub flows: Counter,
+    /// Last plan generation this worker runs (its acknowledgement).
+    pub plan_ack: AtomicU64,
+    /// Last command sequence number it processed.
+    pub cmd_ack: AtomicU64,
+}
+
+impl WorkerStats {
+    #[inline(always)]
+    pub fn count_drop(&self, why: AppDrop, n: u64) {
+        self.drops[why as usize].add(n);
+    }
+    #[inline(always)]
+    pub fn port(&self, port: u16) -> &PortCounters {
+        &self.ports[port as usize % MAX_PORTS]
+    }
+}

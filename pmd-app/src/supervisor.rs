@@ -1,0 +1,65 @@
+//! The control thread's loop: device events, link polling, control
+//! requests, periodic counters, and the `--duration` stop. It owns the
+//! [`Dataplane`]; nothing here runs on a worker lcore.
+
+use crate::dataplane::Dataplane;
+use crate::dpdk::events::DeviceEvent;
+use crate::report::Snapshot;
+use crossbeam::channel::Receiver;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// A request from the control socket, answered on `reply`.
+pub type Request = Box<dyn FnOnce(&mut Dataplane) + Send>;
+
+const TICK: Duration = Duration::from_millis(10);
+const LINK_POLL: Duration = Duration::from_millis(100);
+const RATE_SAMPLE: Duration = Duration::from_secs(1);
+
+pub struct Supervisor {
+    pub dp: Dataplane,
+    pub events: Receiver<DeviceEvent>,
+    pub requests: Receiver<Request>,
+    pub stats_period: Duration,
+    pub duration: Option<Duration>,
+}
+
+impl Supervisor {
+    /// Runs until `running` clears; returns the dataplane for teardown.
+    pub fn run(mut self) -> Dataplane {
+        let mut last_link = Instant::now();
+        let mut last_print = Instant::now();
+        let mut sample = Snapshot::take(&self.dp, None, &|_| Vec::new());
+        let mut printed = sample.clone();
+        while self.dp.running.load(Ordering::Relaxed) {
+            crossbeam::select! {
+                recv(self.events) -> ev => if let Ok(ev) = ev { self.dp.on_device_event(ev) },
+                recv(self.requests) -> rq => if let Ok(rq) = rq { rq(&mut self.dp) },
+                default(TICK) => {}
+            }
+            let now = Instant::now();
+            if now.duration_since(last_link) >= LINK_POLL {
+                last_link = now;
+                self.dp.poll_links();
+            }
+            if now.duration_since(sample.at) >= RATE_SAMPLE {
+                sample = Snapshot::take(&self.dp, Some(&sample), &|_| Vec::new());
+            }
+            if !self.stats_period.is_zero() && now.duration_since(last_print) >= self.stats_period {
+                last_print = now;
+                let s = Snapshot::take(&self.dp, Some(&printed), &|_| Vec::new());
+                print!("{}", s.render("pmd-app counters"));
+                printed = s;
+            }
+            if self.duration.is_some_and(|d| self.dp.uptime() >= d) {
+                log::info!("--duration reached, stopping");
+                self.dp.running.store(false, Ordering::Relaxed);
+            }
+        }
+        // Answer late requests so no client waits forever.
+        while let Ok(rq) = self.requests.try_recv() {
+            rq(&mut self.dp);
+        }
+        self.dp
+    }
+}
