@@ -1,1 +1,539 @@
 //! A per-lcore shard of the unified flow table and the fast path over it.
+//!
+//! Each worker lcore owns one [`Shard`]: its flow table, its counters and
+//! its outbox of messages to other shards; nothing in it is shared with
+//! other lcores except the app-wide [`NatPorts`] bitmaps (lock-free) and
+//! the read-only [`Policy`].
+//!
+//! One packet, top to bottom ([`Shard::process`]):
+//! - non-IP frames go to their vport's peer untouched; non-first IP
+//!   fragments are dropped (no reassembly, so no ports to match);
+//! - *hit* on a pair side: if the pair was compiled under an older policy
+//!   generation it is re-evaluated first (lazy reconciliation), then the
+//!   side's transposition is applied in place and the packet forwarded;
+//! - *hit* on a redirect: the pair lives on another shard → `Redirect`;
+//! - *miss*: a packet whose key another shard owns is handed to it (unless
+//!   it was handed here already); otherwise, for a first packet (TCP: SYN
+//!   without ACK; ICMP: not an echo reply; anything else: any packet) the
+//!   policy is evaluated and, when allowed, a flow pair is created (SNAT
+//!   port claimed, both transpositions compiled, both keys indexed,
+//!   redirects sent for keys other shards own) and the packet takes the
+//!   forward transposition.
+//!
+//! No allocation happens on either path except inside the policy
+//! evaluator: pairs go into a preallocated slab, messages into a
+//! preallocated outbox (which the app must drain every poll iteration).
+
+mod inspect;
+mod msg;
+mod stats;
+mod verdict;
+
+pub use inspect::{fmt_key, FlowFilter, FlowInfo};
+pub use msg::ShardMsg;
+pub use stats::ShardStats;
+pub use verdict::{DropReason, Verdict};
+
+use std::sync::Arc;
+
+use crate::action::compile::{compile_pair, reverse_key, FirstPacket};
+use crate::action::encap::OuterChecksum;
+use crate::action::nat::{NatBinding, NatPorts};
+use crate::action::transposition::ChecksumPlan;
+use crate::decision::{Actions, Decision, SnatSpec};
+use crate::engine;
+use crate::flow::expiry::Sweeper;
+use crate::flow::key::{proto, FlowKey};
+use crate::flow::pair::{FlowPair, Side};
+use crate::flow::table::{FlowTable, InsertError, Lookup};
+use crate::flow::tcp_state::flags;
+use crate::frame::Frame;
+use crate::parse::{Fragment, Parsed, L3};
+use crate::policy::Policy;
+
+/// Messages the outbox holds before it would have to grow.
+pub const OUTBOX_CAPACITY: usize = 4096;
+/// Ports examined when looking for an SNAT port whose return traffic
+/// hashes to this shard, before settling for any free port.
+const PREFERRED_SNAT_SCAN: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardConfig {
+    /// This shard's index, `0..nshards`.
+    pub id: usize,
+    pub nshards: usize,
+    /// Most flow pairs (and, separately, most redirects) the shard holds.
+    pub capacity: usize,
+}
+
+pub struct Shard {
+    cfg: ShardConfig,
+    policy: Arc<Policy>,
+    nat: Arc<NatPorts>,
+    table: FlowTable,
+    sweeper: Sweeper,
+    stats: Arc<ShardStats>,
+    outbox: Vec<ShardMsg>,
+    /// Where the next SNAT port search starts, and which pool address.
+    snat_port_cursor: u16,
+    snat_addr_cursor: usize,
+    outer_csum: OuterChecksum,
+    plan: ChecksumPlan,
+    /// Latest time seen, for the control plane's idle times.
+    clock_ns: u64,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("cfg", &self.cfg)
+            .field("table", &self.table)
+            .field("generation", &self.policy.generation)
+            .finish()
+    }
+}
+
+impl Shard {
+    pub fn new(cfg: ShardConfig, policy: Arc<Policy>, nat: Arc<NatPorts>) -> Shard {
+        Shard {
+            table: FlowTable::with_capacity(cfg.capacity, cfg.capacity),
+            sweeper: Sweeper::new(),
+            stats: Arc::new(ShardStats::new()),
+            outbox: Vec::with_capacity(OUTBOX_CAPACITY),
+            // Spread the shards' searches over the port range.
+            snat_port_cursor: (cfg.id as u16).wrapping_mul(8191),
+            snat_addr_cursor: cfg.id,
+            outer_csum: OuterChecksum::Software,
+            plan: ChecksumPlan::default(),
+            clock_ns: 0,
+            cfg,
+            policy,
+            nat,
+        }
+    }
+
+    pub fn config(&self) -> &ShardConfig {
+        &self.cfg
+    }
+    pub fn stats(&self) -> &Arc<ShardStats> {
+        &self.stats
+    }
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    /// Installs a new policy. Existing pairs are re-evaluated lazily, on
+    /// their next packet.
+    pub fn set_policy(&mut self, policy: Arc<Policy>) {
+        self.policy = policy;
+    }
+
+    /// Whether pushed VXLAN headers leave their IPv4 checksum to the NIC.
+    pub fn set_outer_checksum(&mut self, c: OuterChecksum) {
+        self.outer_csum = c;
+    }
+
+    /// Checksum work left for the NIC by the last forwarded packet.
+    pub fn checksum_plan(&self) -> ChecksumPlan {
+        self.plan
+    }
+
+    /// Counts a drop the app decided (parse errors, tx full, no mbuf).
+    pub fn count_drop(&self, reason: DropReason) {
+        self.stats.count_drop(reason);
+    }
+
+    /// Live flow pairs.
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
+    /// Messages for other shards; the app drains and delivers them.
+    pub fn outbox(&mut self) -> &mut Vec<ShardMsg> {
+        &mut self.outbox
+    }
+
+    /// Applies a message another shard sent here.
+    pub fn deliver(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::InstallRedirect { key, owner, .. } => {
+                match self.table.insert_redirect(key, owner) {
+                    Ok(()) => self.stats.redirects_installed.inc(),
+                    Err(_) => self.stats.redirects_refused.inc(),
+                }
+            }
+            ShardMsg::RemoveRedirect { key, owner, .. } => {
+                self.table.remove_redirect(&key, owner);
+            }
+        }
+    }
+
+    /// Decides the fate of one packet and transposes it in place.
+    /// `parsed` describes `frame` with the key's vport and direction set.
+    pub fn process(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now_ns: u64,
+        may_redirect: bool,
+    ) -> Verdict {
+        self.plan = ChecksumPlan::default();
+        self.clock_ns = self.clock_ns.max(now_ns);
+        let v = self.decide(frame, parsed, now_ns, may_redirect);
+        match v {
+            Verdict::Forward { .. } => {}
+            Verdict::Redirect { .. } => self.stats.redirects_out.inc(),
+            Verdict::Drop(r) => self.stats.count_drop(r),
+        }
+        v
+    }
+
+    fn decide(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
+        if !matches!(parsed.l3, L3::Ipv4 | L3::Ipv6) {
+            return match self.policy.vports().get(usize::from(parsed.key.vport)) {
+                Some(v) => {
+                    self.stats.l2_forwarded.inc();
+                    Verdict::Forward { vport: v.peer }
+                }
+                None => Verdict::Drop(DropReason::NoVport),
+            };
+        }
+        if parsed.fragment == Fragment::Later {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        match self.table.lookup(&parsed.key) {
+            Some(Lookup::Pair { idx, side }) => {
+                self.stats.lookups_hit.inc();
+                self.hit(idx, side, frame, parsed, now)
+            }
+            Some(Lookup::Redirect { owner }) => {
+                self.stats.lookups_hit.inc();
+                Verdict::Redirect { owner }
+            }
+            None => {
+                self.stats.lookups_miss.inc();
+                self.miss(frame, parsed, now, may_redirect)
+            }
+        }
+    }
+
+    #[inline]
+    fn hit(
+        &mut self,
+        idx: u32,
+        side: Side,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now: u64,
+    ) -> Verdict {
+        let generation = self.policy.generation;
+        if self
+            .table
+            .pair(idx)
+            .is_some_and(|p| p.generation != generation)
+        {
+            if let Err(r) = self.reconcile(idx) {
+                return Verdict::Drop(r);
+            }
+        }
+        let Some(pair) = self.table.pair_mut(idx) else {
+            return Verdict::Drop(DropReason::NoFlow);
+        };
+        let len = frame.len();
+        let x = &pair.xpos[side.index()];
+        let vport = x.out_vport;
+        match x.apply_with(frame, parsed, self.outer_csum) {
+            Ok(plan) => {
+                pair.touch(side, len, now, parsed.tcp_flags);
+                self.plan = plan;
+                self.stats.forwarded.inc();
+                Verdict::Forward { vport }
+            }
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    fn miss(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
+        let key = &parsed.key;
+        let owner = key.owner(self.cfg.nshards);
+        if may_redirect && owner != self.cfg.id {
+            return Verdict::Redirect { owner };
+        }
+        if !opens_connection(parsed) {
+            return Verdict::Drop(DropReason::NoFlow);
+        }
+        if self.table.is_full() {
+            return Verdict::Drop(DropReason::TableFull);
+        }
+        let policy = Arc::clone(&self.policy);
+        let actions = match engine::evaluate(&policy, parsed, key) {
+            Decision::Allow(a) => a,
+            Decision::Deny(_) => return Verdict::Drop(DropReason::PolicyDeny),
+        };
+        let first = FirstPacket::capture(frame.data(), parsed);
+        match self.create_pair(&first, &actions, now) {
+            Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now),
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Claims the SNAT port (if any), compiles and inserts a pair.
+    fn create_pair(
+        &mut self,
+        first: &FirstPacket,
+        a: &Actions,
+        now: u64,
+    ) -> Result<u32, DropReason> {
+        let nat = match &a.snat {
+            Some(spec) => Some(self.claim_snat(first.key(), a, spec)?),
+            None => None,
+        };
+        let compiled = compile_pair(first, a, nat);
+        let inserted = compiled.and_then(|c| {
+            let pair = FlowPair::new(
+                *first,
+                c.rev_key,
+                [c.fwd, c.rev],
+                nat,
+                self.policy.generation,
+                now,
+            );
+            self.table.insert_pair(pair).map_err(|e| match e {
+                InsertError::Full => DropReason::TableFull,
+                InsertError::Conflict => DropReason::FlowConflict,
+            })
+        });
+        let idx = match inserted {
+            Ok(idx) => idx,
+            Err(r) => {
+                if let Some(b) = nat {
+                    self.nat.release(b);
+                }
+                return Err(r);
+            }
+        };
+        for side in [Side::Forward, Side::Reverse] {
+            if let Some(k) = self.table.pair(idx).map(|p| *p.key(side)) {
+                self.send_redirect(&k, true);
+            }
+        }
+        self.stats.flows_created.inc();
+        self.stats.flows_active.set(self.table.len() as u64);
+        Ok(idx)
+    }
+
+    /// Tells the owner of `key` (when it is another shard) to install or
+    /// remove a redirect to this shard.
+    fn send_redirect(&mut self, key: &FlowKey, install: bool) {
+        send_redirect(&self.cfg, &mut self.outbox, key, install);
+    }
+
+    /// Claims an SNAT port from `spec`: preferably one whose return
+    /// traffic hashes to this shard (no redirect needed), else any.
+    fn claim_snat(
+        &mut self,
+        key: &FlowKey,
+        a: &Actions,
+        spec: &SnatSpec,
+    ) -> Result<NatBinding, DropReason> {
+        if !key.is_ipv4() {
+            return Err(DropReason::NatFamily);
+        }
+        let (lo, hi) = (spec.port_lo, spec.port_hi);
+        let naddrs = spec.addrs.len();
+        if lo > hi || naddrs == 0 {
+            return Err(DropReason::NatExhausted);
+        }
+        let range = u32::from(hi - lo) + 1;
+        let first_addr = self.snat_addr_cursor % naddrs;
+        self.snat_addr_cursor = self.snat_addr_cursor.wrapping_add(1);
+        let start = lo + (u32::from(self.snat_port_cursor) % range) as u16;
+        let n = self.cfg.nshards;
+        let bind = |slot: u8, addr: [u8; 4], port: u16| NatBinding { slot, addr, port };
+        let addrs = (0..naddrs).map(|i| spec.addrs[(first_addr + i) % naddrs]);
+        if n > 1 {
+            for addr in addrs.clone() {
+                let Some(slot) = self.nat.slot_of(addr) else {
+                    continue;
+                };
+                for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
+                    let port = lo + ((u32::from(start - lo) + i) % range) as u16;
+                    let rk = reverse_key(key, a, Some((addr, port)));
+                    if rk.owner(n) == self.cfg.id
+                        && !self.nat.is_claimed(slot, port)
+                        && self.nat.try_claim(slot, port)
+                    {
+                        self.snat_port_cursor = port.wrapping_add(1);
+                        return Ok(bind(slot, addr, port));
+                    }
+                }
+            }
+        }
+        for addr in addrs {
+            let Some(slot) = self.nat.slot_of(addr) else {
+                continue;
+            };
+            if let Some(port) = self.nat.claim_any(slot, lo, hi, start) {
+                self.snat_port_cursor = port.wrapping_add(1);
+                return Ok(bind(slot, addr, port));
+            }
+        }
+        Err(DropReason::NatExhausted)
+    }
+
+    /// Re-evaluates a pair compiled under an older policy generation.
+    /// Denied: the pair is removed. Allowed: its transpositions are
+    /// recompiled, keeping the SNAT address:port it holds if the new
+    /// decision still source-NATs.
+    fn reconcile(&mut self, idx: u32) -> Result<(), DropReason> {
+        let Some(p) = self.table.pair(idx) else {
+            return Err(DropReason::NoFlow);
+        };
+        let (first, old_nat, old_rev) = (p.first, p.nat, p.keys[1]);
+        self.stats.reconciled.inc();
+        let policy = Arc::clone(&self.policy);
+        let a = match engine::evaluate(&policy, &first.parsed, first.key()) {
+            Decision::Allow(a) => a,
+            Decision::Deny(_) => return Err(self.drop_pair(idx, DropReason::PolicyDeny)),
+        };
+        let nat = match (&a.snat, old_nat) {
+            (Some(_), Some(b)) => Some(b),
+            (Some(spec), None) => match self.claim_snat(first.key(), &a, spec) {
+                Ok(b) => Some(b),
+                Err(r) => return Err(self.drop_pair(idx, r)),
+            },
+            (None, Some(b)) => {
+                self.nat.release(b);
+                None
+            }
+            (None, None) => None,
+        };
+        if let Some(p) = self.table.pair_mut(idx) {
+            p.nat = nat;
+        }
+        let c = match compile_pair(&first, &a, nat) {
+            Ok(c) => c,
+            Err(r) => return Err(self.drop_pair(idx, r)),
+        };
+        if c.rev_key != old_rev {
+            if self.table.rekey(idx, Side::Reverse, c.rev_key).is_err() {
+                return Err(self.drop_pair(idx, DropReason::FlowConflict));
+            }
+            self.send_redirect(&old_rev, false);
+            self.send_redirect(&c.rev_key, true);
+        }
+        if let Some(p) = self.table.pair_mut(idx) {
+            p.xpos = [c.fwd, c.rev];
+            p.generation = policy.generation;
+        }
+        Ok(())
+    }
+
+    /// Removes a pair for `reason` and returns the reason.
+    fn drop_pair(&mut self, idx: u32, reason: DropReason) -> DropReason {
+        if self.remove(idx).is_some() {
+            self.stats.flows_removed.inc();
+        }
+        reason
+    }
+
+    /// Removes a pair: releases its NAT port and its remote redirects.
+    fn remove(&mut self, idx: u32) -> Option<FlowPair> {
+        let p = self.table.remove_pair(idx)?;
+        on_removed(&self.cfg, &self.nat, &mut self.outbox, &p);
+        self.stats.flows_active.set(self.table.len() as u64);
+        Some(p)
+    }
+
+    /// Expires idle pairs among the next `budget` slab slots; returns how
+    /// many were removed. Call it from the poll loop with a small budget.
+    pub fn expire(&mut self, now_ns: u64, budget: usize) -> usize {
+        self.clock_ns = self.clock_ns.max(now_ns);
+        let timeouts = self.policy.timeouts;
+        let Shard {
+            cfg,
+            nat,
+            outbox,
+            table,
+            sweeper,
+            ..
+        } = self;
+        let n = sweeper.sweep(table, now_ns, budget, &timeouts, |_, p| {
+            on_removed(cfg, nat, outbox, &p);
+        });
+        self.stats.flows_expired.add(n as u64);
+        self.stats.flows_active.set(self.table.len() as u64);
+        n
+    }
+
+    /// Removes every pair (redirects held for other shards stay).
+    pub fn flush(&mut self) -> usize {
+        let ids: Vec<u32> = self.table.iter().map(|(i, _)| i).collect();
+        let mut n = 0;
+        for i in ids {
+            if self.remove(i).is_some() {
+                n += 1;
+            }
+        }
+        self.stats.flows_removed.add(n as u64);
+        n
+    }
+
+    /// Up to `limit` pairs matching `filter`, for the control plane.
+    pub fn flows(&self, filter: &FlowFilter, limit: usize) -> Vec<FlowInfo> {
+        self.table
+            .iter()
+            .filter(|(_, p)| filter.matches(p))
+            .take(limit)
+            .map(|(i, p)| FlowInfo::new(self.cfg.id, i, p, self.clock_ns))
+            .collect()
+    }
+}
+
+/// Whether a packet that missed may open a connection.
+fn opens_connection(p: &Parsed) -> bool {
+    let k = &p.key;
+    match k.proto {
+        proto::TCP => p.tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN,
+        // Echo replies carry the identifier as destination port.
+        proto::ICMP | proto::ICMPV6 => !(k.src_port == 0 && k.dst_port != 0),
+        _ => true,
+    }
+}
+
+fn send_redirect(cfg: &ShardConfig, outbox: &mut Vec<ShardMsg>, key: &FlowKey, install: bool) {
+    let to = key.owner(cfg.nshards);
+    if to == cfg.id {
+        return;
+    }
+    let (key, owner) = (*key, cfg.id);
+    outbox.push(if install {
+        ShardMsg::InstallRedirect { to, key, owner }
+    } else {
+        ShardMsg::RemoveRedirect { to, key, owner }
+    });
+}
+
+fn on_removed(cfg: &ShardConfig, nat: &NatPorts, outbox: &mut Vec<ShardMsg>, p: &FlowPair) {
+    if let Some(b) = p.nat {
+        nat.release(b);
+    }
+    for k in &p.keys {
+        send_redirect(cfg, outbox, k, false);
+    }
+}

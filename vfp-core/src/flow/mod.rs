@@ -1,4 +1,13 @@
 //! The unified flow table and what each flow carries.
+//!
+//! [`key`] is the exact-match key; [`pair`] the unit of state (forward and
+//! reverse entry of one connection); [`table`] the per-shard index and
+//! slab; [`tcp_state`] the coarse TCP tracker that picks idle timeouts;
+//! [`expiry`] the amortised idle sweep.
 
+pub mod expiry;
 pub mod key;
+pub mod pair;
+pub mod table;
+pub mod tcp_state;
 pub mod timeouts;

@@ -1,0 +1,332 @@
+//! App-wide ownership of source-NAT ports, shared by every shard without
+//! locks on the allocate/release path.
+//!
+//! Each NAT address has a 65,536-bit bitmap (1,024 `AtomicU64`): a set bit
+//! is a port held by some flow pair. A shard claims a port with `fetch_or`
+//! (whoever flips the bit from 0 to 1 owns it, so two shards can never
+//! hold the same port) and gives it back with `fetch_and` when the pair is
+//! removed (expiry, flush, policy reconciliation).
+//!
+//! Addresses live in a fixed table of [`MAX_ADDRS`] slots whose bitmaps are
+//! allocated up front. The control thread registers addresses (a mutex
+//! serialises registrations only); a slot's address is written before the
+//! slot count is published with `Release`, and readers load the count with
+//! `Acquire`, so a worker never sees a half-registered slot. Slots are
+//! never removed: a port of an address that a newer policy dropped stays
+//! claimable and releasable, which keeps old connections' ports safe.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Most NAT addresses the app can hold.
+pub const MAX_ADDRS: usize = 64;
+
+const WORDS: usize = 65536 / 64;
+
+/// A port held by a flow pair: which address slot and which port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NatBinding {
+    pub slot: u8,
+    pub addr: [u8; 4],
+    pub port: u16,
+}
+
+/// The address table is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("NAT address table full ({MAX_ADDRS} addresses)")]
+pub struct NatTableFull;
+
+struct AddrSlot {
+    addr: AtomicU32,
+    bits: Box<[AtomicU64]>,
+}
+
+/// Port bitmaps of every NAT address.
+pub struct NatPorts {
+    slots: Box<[AddrSlot]>,
+    published: AtomicUsize,
+    register_lock: Mutex<()>,
+}
+
+impl Default for NatPorts {
+    fn default() -> Self {
+        NatPorts::new()
+    }
+}
+
+impl std::fmt::Debug for NatPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatPorts")
+            .field("addrs", &self.published.load(Ordering::Acquire))
+            .finish()
+    }
+}
+
+impl NatPorts {
+    /// An empty table (bitmaps for all [`MAX_ADDRS`] slots, 512 KiB).
+    pub fn new() -> NatPorts {
+        let slots = (0..MAX_ADDRS)
+            .map(|_| AddrSlot {
+                addr: AtomicU32::new(0),
+                bits: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+            })
+            .collect();
+        NatPorts {
+            slots,
+            published: AtomicUsize::new(0),
+            register_lock: Mutex::new(()),
+        }
+    }
+
+    /// A table with `addrs` registered.
+    pub fn with_addrs<I: IntoIterator<Item = [u8; 4]>>(addrs: I) -> Result<NatPorts, NatTableFull> {
+        let n = NatPorts::new();
+        for a in addrs {
+            n.register(a)?;
+        }
+        Ok(n)
+    }
+
+    /// Makes `addr` available to the shards; idempotent. Control thread
+    /// only (it may block briefly on other registrations, never on shards).
+    pub fn register(&self, addr: [u8; 4]) -> Result<u8, NatTableFull> {
+        // A poisoned lock only means another registration panicked; the
+        // table itself is consistent, so carry on.
+        let _g = self.register_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = self.slot_of(addr) {
+            return Ok(s);
+        }
+        let n = self.published.load(Ordering::Relaxed);
+        if n >= MAX_ADDRS {
+            return Err(NatTableFull);
+        }
+        self.slots[n]
+            .addr
+            .store(u32::from_be_bytes(addr), Ordering::Relaxed);
+        self.published.store(n + 1, Ordering::Release);
+        Ok(n as u8)
+    }
+
+    /// The slot of a registered address.
+    #[inline]
+    pub fn slot_of(&self, addr: [u8; 4]) -> Option<u8> {
+        let n = self.published.load(Ordering::Acquire);
+        let a = u32::from_be_bytes(addr);
+        self.slots[..n]
+            .iter()
+            .position(|s| s.addr.load(Ordering::Relaxed) == a)
+            .map(|i| i as u8)
+    }
+
+    /// Registered addresses, in slot order.
+    pub fn addrs(&self) -> Vec<[u8; 4]> {
+        let n = self.published.load(Ordering::Acquire);
+        self.slots[..n]
+            .iter()
+            .map(|s| s.addr.load(Ordering::Relaxed).to_be_bytes())
+            .collect()
+    }
+
+    /// Claims `port` of `slot` if it is free.
+    #[inline]
+    pub fn try_claim(&self, slot: u8, port: u16) -> bool {
+        let Some(s) = self.slot(slot) else {
+            return false;
+        };
+        let bit = 1u64 << (port % 64);
+        s.bits[usize::from(port / 64)].fetch_or(bit, Ordering::AcqRel) & bit == 0
+    }
+
+    /// True when `port` of `slot` is held.
+    pub fn is_claimed(&self, slot: u8, port: u16) -> bool {
+        self.slot(slot).is_some_and(|s| {
+            s.bits[usize::from(port / 64)].load(Ordering::Acquire) & (1 << (port % 64)) != 0
+        })
+    }
+
+    /// Gives a binding's port back.
+    #[inline]
+    pub fn release(&self, b: NatBinding) {
+        if let Some(s) = self.slot(b.slot) {
+            let bit = 1u64 << (b.port % 64);
+            s.bits[usize::from(b.port / 64)].fetch_and(!bit, Ordering::AcqRel);
+        }
+    }
+
+    /// Number of ports held on `slot` (control plane; O(1024)).
+    pub fn in_use(&self, slot: u8) -> u32 {
+        self.slot(slot).map_or(0, |s| {
+            s.bits
+                .iter()
+                .map(|w| w.load(Ordering::Relaxed).count_ones())
+                .sum()
+        })
+    }
+
+    /// Claims some free port in `lo..=hi` of `slot`, scanning whole bitmap
+    /// words from `start` (wrapping inside the range). At most one pass
+    /// over the range's words: O(1024) loads when the pool is exhausted.
+    pub fn claim_any(&self, slot: u8, lo: u16, hi: u16, start: u16) -> Option<u16> {
+        let s = self.slot(slot)?;
+        if lo > hi {
+            return None;
+        }
+        let start = if (lo..=hi).contains(&start) {
+            start
+        } else {
+            lo
+        };
+        let (wlo, whi) = (usize::from(lo / 64), usize::from(hi / 64));
+        let nwords = whi - wlo + 1;
+        let w0 = usize::from(start / 64);
+        for i in 0..=nwords {
+            let w = wlo + (w0 - wlo + i) % nwords;
+            // Only the range's ports of the edge words are candidates.
+            let mut mask = !0u64;
+            if w == wlo {
+                mask &= !0u64 << (lo % 64);
+            }
+            if w == whi {
+                mask &= !0u64 >> (63 - hi % 64);
+            }
+            if i == 0 {
+                mask &= !0u64 << (start % 64);
+            } else if i == nwords {
+                // Back at the start word: the ports below `start`.
+                mask &= !(!0u64 << (start % 64));
+            }
+            loop {
+                let cur = s.bits[w].load(Ordering::Acquire);
+                let free = !cur & mask;
+                if free == 0 {
+                    break;
+                }
+                let bit = free.trailing_zeros();
+                let b = 1u64 << bit;
+                if s.bits[w].fetch_or(b, Ordering::AcqRel) & b == 0 {
+                    return Some((w * 64) as u16 + bit as u16);
+                }
+                // Lost a race for that bit: look at the word again.
+            }
+        }
+        None
+    }
+
+    #[inline]
+    fn slot(&self, slot: u8) -> Option<&AddrSlot> {
+        let n = self.published.load(Ordering::Acquire);
+        self.slots[..n].get(usize::from(slot))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::sync::Arc;
+
+    const A: [u8; 4] = [192, 0, 2, 1];
+
+    #[test]
+    fn register_is_idempotent_and_bounded() {
+        let n = NatPorts::new();
+        assert_eq!(n.register(A), Ok(0));
+        assert_eq!(n.register(A), Ok(0));
+        assert_eq!(n.slot_of(A), Some(0));
+        assert_eq!(n.slot_of([1, 1, 1, 1]), None);
+        for i in 1..MAX_ADDRS {
+            assert_eq!(n.register([10, 0, 0, i as u8]), Ok(i as u8));
+        }
+        assert_eq!(n.register([10, 1, 0, 0]), Err(NatTableFull));
+        assert_eq!(n.addrs().len(), MAX_ADDRS);
+    }
+
+    #[test]
+    fn claim_release_and_exhaustion() {
+        let n = NatPorts::with_addrs([A]).unwrap();
+        assert!(n.try_claim(0, 1000));
+        assert!(!n.try_claim(0, 1000));
+        assert!(!n.try_claim(5, 1000), "unregistered slot");
+        n.release(NatBinding {
+            slot: 0,
+            addr: A,
+            port: 1000,
+        });
+        assert!(n.try_claim(0, 1000));
+
+        // A 130-port range spanning three words, starting mid-range.
+        let (lo, hi) = (60, 189);
+        let mut got = Vec::new();
+        while let Some(p) = n.claim_any(0, lo, hi, 100) {
+            assert!((lo..=hi).contains(&p));
+            got.push(p);
+        }
+        got.sort();
+        got.dedup();
+        assert_eq!(got.len(), 130);
+        assert_eq!(n.in_use(0), 131);
+        n.release(NatBinding {
+            slot: 0,
+            addr: A,
+            port: 77,
+        });
+        assert_eq!(n.claim_any(0, lo, hi, 150), Some(77));
+        assert_eq!(n.claim_any(0, 5, 4, 5), None);
+    }
+
+    #[test]
+    fn claim_any_covers_full_range_edges() {
+        let n = NatPorts::with_addrs([A]).unwrap();
+        assert_eq!(n.claim_any(0, 0, 0, 0), Some(0));
+        assert_eq!(n.claim_any(0, 65535, 65535, 0), Some(65535));
+        assert_eq!(n.claim_any(0, 65535, 65535, 0), None);
+        assert_eq!(n.claim_any(0, 1, 65535, 65535), Some(1));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(16))]
+        /// Two threads allocating and releasing from a small shared range
+        /// never hold the same port at once.
+        #[test]
+        fn concurrent_allocation_never_double_allocates(seed in 0u64..1000, range in 8u16..200) {
+            let n = Arc::new(NatPorts::with_addrs([A]).unwrap());
+            let held = Arc::new((0..=range).map(|_| AtomicU64::new(0)).collect::<Vec<_>>());
+            let lo = 1000u16;
+            let hi = lo + range;
+            let threads: Vec<_> = (0..2u64).map(|t| {
+                let n = n.clone();
+                let held = held.clone();
+                std::thread::spawn(move || {
+                    let mut x = seed ^ (t << 32) | 1;
+                    let mut mine: Vec<u16> = Vec::new();
+                    for _ in 0..4000 {
+                        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                        if x % 3 != 0 || mine.is_empty() {
+                            let start = lo + (x >> 20) as u16 % (range + 1);
+                            let claimed = if x % 2 == 0 {
+                                n.claim_any(0, lo, hi, start)
+                            } else if n.try_claim(0, start) {
+                                Some(start)
+                            } else {
+                                None
+                            };
+                            if let Some(p) = claimed {
+                                // Nobody else may be holding it.
+                                let prev = held[usize::from(p - lo)].fetch_add(1, Ordering::SeqCst);
+                                assert_eq!(prev, 0, "port {p} double-allocated");
+                                mine.push(p);
+                            }
+                        } else {
+                            let p = mine.swap_remove((x >> 8) as usize % mine.len());
+                            held[usize::from(p - lo)].fetch_sub(1, Ordering::SeqCst);
+                            n.release(NatBinding { slot: 0, addr: A, port: p });
+                        }
+                    }
+                    mine.len() as u32
+                })
+            }).collect();
+            let total: u32 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+            prop_assert_eq!(n.in_use(0), total);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! A header transposition: everything one direction of a flow pair does
+//! to each packet, compiled once when the pair is created and applied in
+//! place on every packet of that direction.
+//!
+//! Steps, in order: check the VXLAN VNI (when decapsulating), rewrite the
+//! source and/or destination address and port of the key (tenant) frame
+//! with RFC 1624 incremental updates of the IPv4 header checksum and the
+//! L4 checksum (pseudo-header included; a UDP checksum of 0 stays 0),
+//! decrement the TTL / hop limit, set the key frame's MACs, pop the outer
+//! headers, push new VXLAN headers. Each step works on offsets the parser
+//! already validated, yet every access is bounds-checked again so a
+//! `Parsed` that does not match the frame can only produce a drop, never a
+//! panic. A drop may leave the frame half rewritten; it is freed anyway.
+//!
+//! ICMP echo: the flow key carries the identifier as the source "port" of
+//! requests and the destination "port" of replies, so both port rewrites
+//! land on the identifier field (other ICMP types keep theirs).
+
+use crate::action::encap::{fmt_v4, Encap, OuterChecksum};
+use crate::flow::key::{as_v4, proto};
+use crate::frame::Frame;
+use crate::parse::{Parsed, L3};
+use crate::shard::DropReason;
+use crate::wire::checksum;
+
+/// A new address (v4-mapped for IPv4) and optionally a new port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rewrite {
+    pub addr: [u8; 16],
+    pub port: Option<u16>,
+}
+
+/// What the app must still do for the checksums of a transposed frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChecksumPlan {
+    /// A VXLAN header was pushed with its outer IPv4 checksum left at 0
+    /// for the NIC (outer L2 length 14, outer L3 length 20).
+    pub outer_ipv4_offloaded: bool,
+}
+
+/// One direction of a flow pair, compiled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transposition {
+    /// Pop the outer headers; the frame must carry this VNI.
+    pub decap: Option<u32>,
+    pub src: Option<Rewrite>,
+    pub dst: Option<Rewrite>,
+    pub dec_ttl: bool,
+    /// MACs of the key frame (the tenant frame, before any encap).
+    pub src_mac: Option<[u8; 6]>,
+    pub dst_mac: Option<[u8; 6]>,
+    pub encap: Option<Encap>,
+    /// Vport the packet leaves by.
+    pub out_vport: u16,
+}
+
+impl Transposition {
+    /// Applies the transposition, computing every checksum in software.
+    #[inline]
+    pub fn apply(&self, frame: &mut Frame, parsed: &Parsed) -> Result<(), DropReason> {
+        self.apply_with(frame, parsed, OuterChecksum::Software)
+            .map(|_| ())
+    }
+
+    /// Applies the transposition; `outer` says whether the outer IPv4
+    /// checksum of a pushed VXLAN header is left to the NIC.
+    #[inline]
+    pub fn apply_with(
+        &self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        outer: OuterChecksum,
+    ) -> Result<ChecksumPlan, DropReason> {
+        if let Some(vni) = self.decap {
+            match parsed.outer {
+                Some(o) if o.vni == vni => {}
+                _ => return Err(DropReason::BadEncap),
+            }
+        }
+        let data = frame.data_mut();
+        let mut touched = false;
+        if self.dec_ttl {
+            dec_ttl(data, parsed)?;
+            touched = true;
+        }
+        if self.src.is_some() || self.dst.is_some() {
+            rewrite(data, parsed, self.src.as_ref(), self.dst.as_ref())?;
+            touched = true;
+        }
+        if self.src_mac.is_some() || self.dst_mac.is_some() {
+            let e = usize::from(parsed.eth_off);
+            let eth = data.get_mut(e..e + 12).ok_or(DropReason::ParseTruncated)?;
+            if let Some(m) = self.dst_mac {
+                eth[0..6].copy_from_slice(&m);
+            }
+            if let Some(m) = self.src_mac {
+                eth[6..12].copy_from_slice(&m);
+            }
+            touched = true;
+        }
+        match (parsed.outer, self.decap) {
+            (Some(_), Some(_)) => frame
+                .adj(usize::from(parsed.eth_off))
+                .map_err(|_| DropReason::BadEncap)?,
+            // A VXLAN frame passing through with its inner headers changed:
+            // its outer UDP checksum (if any) no longer matches, and zero
+            // is always valid for VXLAN over IPv4.
+            (Some(o), None) if touched && !o.is_ipv6 => {
+                let at = usize::from(o.udp_off) + 6;
+                if let Some(c) = data_at(frame.data_mut(), at) {
+                    c.copy_from_slice(&[0, 0]);
+                }
+            }
+            _ => {}
+        }
+        let mut plan = ChecksumPlan::default();
+        if let Some(e) = &self.encap {
+            e.push(frame, outer).map_err(|_| DropReason::NoHeadroom)?;
+            plan.outer_ipv4_offloaded = outer == OuterChecksum::Offload;
+        }
+        Ok(plan)
+    }
+
+    /// One line for the operator, e.g.
+    /// `decap vni 7, snat 192.0.2.1:40000, dec-ttl, -> vport 1`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(v) = self.decap {
+            parts.push(format!("decap vni {v}"));
+        }
+        if let Some(r) = &self.src {
+            parts.push(format!("src {}", fmt_rewrite(r)));
+        }
+        if let Some(r) = &self.dst {
+            parts.push(format!("dst {}", fmt_rewrite(r)));
+        }
+        if self.dec_ttl {
+            parts.push("dec-ttl".into());
+        }
+        if let Some(m) = self.src_mac {
+            parts.push(format!("src-mac {}", fmt_mac(m)));
+        }
+        if let Some(m) = self.dst_mac {
+            parts.push(format!("dst-mac {}", fmt_mac(m)));
+        }
+        if let Some(e) = &self.encap {
+            parts.push(e.describe());
+        }
+        parts.push(format!("-> vport {}", self.out_vport));
+        parts.join(", ")
+    }
+}
+
+#[inline]
+fn data_at(data: &mut [u8], at: usize) -> Option<&mut [u8]> {
+    data.get_mut(at..at + 2)
+}
+
+#[inline]
+fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// Decrements the TTL / hop limit; a packet that would leave with 0 is
+/// dropped.
+#[inline]
+fn dec_ttl(data: &mut [u8], p: &Parsed) -> Result<(), DropReason> {
+    let l3 = usize::from(p.l3_off);
+    match p.l3 {
+        L3::Ipv4 => {
+            let ip = data
+                .get_mut(l3..l3 + 20)
+                .ok_or(DropReason::ParseTruncated)?;
+            let ttl = ip[8];
+            if ttl <= 1 {
+                return Err(DropReason::TtlExpired);
+            }
+            let old = get16(ip, 8);
+            ip[8] = ttl - 1;
+            let c = checksum::update16(get16(ip, 10), old, get16(ip, 8));
+            put16(ip, 10, c);
+        }
+        L3::Ipv6 => {
+            let ip = data
+                .get_mut(l3..l3 + 40)
+                .ok_or(DropReason::ParseTruncated)?;
+            if ip[7] <= 1 {
+                return Err(DropReason::TtlExpired);
+            }
+            ip[7] -= 1;
+        }
+        L3::Arp | L3::Other => {}
+    }
+    Ok(())
+}
+
+/// Where the L4 checksum and the ports live, by protocol.
+struct L4Layout {
+    /// Offset of the checksum inside the L4 header.
+    csum: usize,
+    /// Bytes of L4 header the rewrite touches.
+    need: usize,
+    /// Whether the checksum covers the pseudo-header (addresses).
+    pseudo: bool,
+    udp: bool,
+    /// Offsets of the source and destination "ports" (ICMP echo: both
+    /// are the identifier), or None when this packet has none.
+    ports: Option<(usize, usize)>,
+}
+
+fn l4_layout(data: &[u8], p: &Parsed) -> Option<L4Layout> {
+    let l4 = usize::from(p.l4_off);
+    let echo = |req: u8, rep: u8| {
+        data.get(l4)
+            .is_some_and(|t| *t == req || *t == rep)
+            .then_some((4, 4))
+    };
+    match p.key.proto {
+        proto::TCP => Some(L4Layout {
+            csum: 16,
+            need: 18,
+            pseudo: true,
+            udp: false,
+            ports: Some((0, 2)),
+        }),
+        proto::UDP => Some(L4Layout {
+            csum: 6,
+            need: 8,
+            pseudo: true,
+            udp: true,
+            ports: Some((0, 2)),
+        }),
+        proto::ICMP => Some(L4Layout {
+            csum: 2,
+            need: 8,
+            pseudo: false,
+            udp: false,
+            ports: echo(8, 0),
+        }),
+        proto::ICMPV6 => Some(L4Layout {
+            csum: 2,
+            need: 8,
+            pseudo: true,
+            udp: false,
+            ports: echo(128, 129),
+        }),
+        _ => None,
+    }
+}
+
+/// Rewrites addresses and ports of the key frame with incremental
+/// checksum updates.
+#[inline]
+fn rewrite(
+    data: &mut [u8],
+    p: &Parsed,
+    src: Option<&Rewrite>,
+    dst: Option<&Rewrite>,
+) -> Result<(), DropReason> {
+    let l3 = usize::from(p.l3_off);
+    let l4 = usize::from(p.l4_off);
+    // Non-first fragments carry no L4 header to rewrite.
+    let layout = match p.fragment {
+        crate::parse::Fragment::Later => None,
+        _ => l4_layout(data, p),
+    };
+    if let Some(l) = &layout {
+        if data.len() < l4 + l.need {
+            return Err(DropReason::ParseTruncated);
+        }
+    }
+    let is_udp = layout.as_ref().is_some_and(|l| l.udp);
+    let l4_update32 = |c: u16, o: [u8; 4], n: [u8; 4]| {
+        if is_udp {
+            checksum::udp_update32(c, o, n)
+        } else {
+            checksum::update32(c, o, n)
+        }
+    };
+    for (r, addr_at, port_idx) in [(src, 12usize, 0usize), (dst, 16, 1)] {
+        let Some(r) = r else { continue };
+        match p.l3 {
+            L3::Ipv4 => {
+                let new = as_v4(&r.addr).ok_or(DropReason::NatFamily)?;
+                let ip = data
+                    .get_mut(l3..l3 + 20)
+                    .ok_or(DropReason::ParseTruncated)?;
+                let at = addr_at;
+                let old: [u8; 4] = [ip[at], ip[at + 1], ip[at + 2], ip[at + 3]];
+                ip[at..at + 4].copy_from_slice(&new);
+                put16(ip, 10, checksum::update32(get16(ip, 10), old, new));
+                if let Some(l) = layout.as_ref().filter(|l| l.pseudo) {
+                    let c = l4_update32(get16(data, l4 + l.csum), old, new);
+                    put16(data, l4 + l.csum, c);
+                }
+            }
+            L3::Ipv6 => {
+                if as_v4(&r.addr).is_some() {
+                    return Err(DropReason::NatFamily);
+                }
+                // IPv6 addresses sit at 8 (source) and 24 (destination).
+                let at = l3 + 8 + 16 * port_idx;
+                let ip = data
+                    .get_mut(at..at + 16)
+                    .ok_or(DropReason::ParseTruncated)?;
+                let mut old = [0u8; 16];
+                old.copy_from_slice(ip);
+                ip.copy_from_slice(&r.addr);
+                if let Some(l) = layout.as_ref().filter(|l| l.pseudo) {
+                    let c = get16(data, l4 + l.csum);
+                    let c = if l.udp {
+                        checksum::udp_update128(c, &old, &r.addr)
+                    } else {
+                        checksum::update128(c, &old, &r.addr)
+                    };
+                    put16(data, l4 + l.csum, c);
+                }
+            }
+            L3::Arp | L3::Other => return Err(DropReason::NatFamily),
+        }
+        if let (Some(port), Some(l)) = (r.port, layout.as_ref()) {
+            if let Some(offs) = l.ports {
+                let at = l4 + if port_idx == 0 { offs.0 } else { offs.1 };
+                let old = get16(data, at);
+                put16(data, at, port);
+                let c = get16(data, l4 + l.csum);
+                let c = if l.udp {
+                    checksum::udp_update16(c, old, port)
+                } else {
+                    checksum::update16(c, old, port)
+                };
+                put16(data, l4 + l.csum, c);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn fmt_rewrite(r: &Rewrite) -> String {
+    let a = match as_v4(&r.addr) {
+        Some(v4) => fmt_v4(v4),
+        None => format!("[{}]", std::net::Ipv6Addr::from(r.addr)),
+    };
+    match r.port {
+        Some(p) => format!("{a}:{p}"),
+        None => a,
+    }
+}
+
+pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        m[0], m[1], m[2], m[3], m[4], m[5]
+    )
+}

@@ -1,0 +1,127 @@
+//! A flow pair: the forward and reverse entries of one connection, created
+//! and removed together (VFP/OPTE style), with everything the fast path
+//! and expiry need.
+//!
+//! The pair is the unit of state: both keys, both compiled
+//! transpositions, per-direction counters, times, the TCP tracker, the
+//! policy generation it was compiled under, the first packet (to
+//! re-evaluate after a policy change) and the SNAT port it holds. It holds
+//! no heap memory, so creating and freeing one never allocates.
+
+use crate::action::compile::FirstPacket;
+use crate::action::nat::NatBinding;
+use crate::action::transposition::Transposition;
+use crate::flow::key::{proto, FlowKey};
+use crate::flow::tcp_state::TcpTracker;
+use crate::flow::timeouts::Timeouts;
+
+/// Which entry of a pair: the direction of the first packet, or the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Side {
+    Forward = 0,
+    Reverse = 1,
+}
+
+impl Side {
+    #[inline]
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    pub fn other(self) -> Side {
+        match self {
+            Side::Forward => Side::Reverse,
+            Side::Reverse => Side::Forward,
+        }
+    }
+}
+
+/// Packets and bytes of one direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirCounters {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowPair {
+    /// Indexed by [`Side`].
+    pub keys: [FlowKey; 2],
+    pub xpos: [Transposition; 2],
+    pub counters: [DirCounters; 2],
+    pub created_ns: u64,
+    pub last_seen_ns: u64,
+    pub tcp: TcpTracker,
+    /// Policy generation the transpositions were compiled under.
+    pub generation: u64,
+    pub first: FirstPacket,
+    pub nat: Option<NatBinding>,
+}
+
+impl FlowPair {
+    /// A new pair for a connection whose first packet is `first` (its key
+    /// is the forward key).
+    pub fn new(
+        first: FirstPacket,
+        rev_key: FlowKey,
+        xpos: [Transposition; 2],
+        nat: Option<NatBinding>,
+        generation: u64,
+        now_ns: u64,
+    ) -> FlowPair {
+        FlowPair {
+            keys: [first.parsed.key, rev_key],
+            xpos,
+            counters: [DirCounters::default(); 2],
+            created_ns: now_ns,
+            last_seen_ns: now_ns,
+            tcp: TcpTracker::new(),
+            generation,
+            first,
+            nat,
+        }
+    }
+
+    #[inline]
+    pub fn key(&self, side: Side) -> &FlowKey {
+        &self.keys[side.index()]
+    }
+
+    /// Records a packet of `bytes` on `side` at `now_ns`.
+    #[inline]
+    pub fn touch(&mut self, side: Side, bytes: usize, now_ns: u64, tcp_flags: u8) {
+        let c = &mut self.counters[side.index()];
+        c.packets += 1;
+        c.bytes += bytes as u64;
+        // The caller's clock may differ slightly between lcores that hand
+        // packets to each other; never move last-seen backwards.
+        self.last_seen_ns = self.last_seen_ns.max(now_ns);
+        if self.keys[0].proto == proto::TCP {
+            self.tcp.update(side, tcp_flags);
+        }
+    }
+
+    /// Idle time after which the pair expires.
+    pub fn idle_timeout(&self, t: &Timeouts) -> u64 {
+        match self.keys[0].proto {
+            proto::TCP => self.tcp.state().timeout(t),
+            proto::UDP => t.udp,
+            proto::ICMP | proto::ICMPV6 => t.icmp,
+            _ => t.other,
+        }
+    }
+
+    /// True when the pair has been idle longer than its timeout at `now_ns`.
+    #[inline]
+    pub fn is_expired(&self, now_ns: u64, t: &Timeouts) -> bool {
+        now_ns.saturating_sub(self.last_seen_ns) > self.idle_timeout(t)
+    }
+
+    /// Human-readable state for the operator.
+    pub fn state_str(&self) -> &'static str {
+        match self.keys[0].proto {
+            proto::TCP => self.tcp.state().as_str(),
+            _ => "active",
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The unified flow table of one shard: an exact-match index from
+//! [`FlowKey`] to either one side of a flow pair or a redirect to the
+//! shard that holds the pair.
+//!
+//! Layout: pairs live in a slab (`Vec<Option<FlowPair>>` with a free
+//! list); redirects in a second, smaller slab. The index is a hashbrown
+//! `HashTable<u32>` of 4-byte entry references hashed with
+//! [`FlowKey::table_hash`]; the key itself is read from the slab when
+//! comparing (the 7-bit tags in hashbrown's control bytes make a wasted
+//! comparison rare, and a hit needs the pair's cache lines anyway).
+//!
+//! Capacity is fixed at construction and nothing grows afterwards: the
+//! slabs are reserved up front (virtual memory; pages are touched as they
+//! fill) and the index is sized at twice its maximum number of entries, so
+//! that hashbrown, when tombstones run out its growth budget, always
+//! rehashes in place instead of reallocating. When the slab of pairs is
+//! full a new connection is refused ([`InsertError::Full`], counted as
+//! `table-full` by the shard): evicting live connections to make room
+//! would let a flood of new flows break established ones, while refusing
+//! leaves existing traffic untouched and the table drains by expiry.
+
+use hashbrown::HashTable;
+
+use crate::flow::key::FlowKey;
+use crate::flow::pair::{FlowPair, Side};
+
+/// What a key leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Side `side` of the pair in slab slot `idx`.
+    Pair { idx: u32, side: Side },
+    /// The pair lives on shard `owner`.
+    Redirect { owner: usize },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// The slab (of pairs or of redirects) is full.
+    Full,
+    /// A key is already in the table.
+    Conflict,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Redirect {
+    key: FlowKey,
+    owner: u16,
+}
+
+/// Entry references: `idx << 1 | side` for pairs, `REDIRECT | idx` for
+/// redirects.
+const REDIRECT: u32 = 1 << 31;
+/// Largest slab either kind of entry can address.
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+#[inline]
+fn pair_ref(idx: u32, side: Side) -> u32 {
+    idx << 1 | side as u32
+}
+
+#[inline]
+fn key_of<'a>(
+    e: u32,
+    pairs: &'a [Option<FlowPair>],
+    redirects: &'a [Option<Redirect>],
+) -> Option<&'a FlowKey> {
+    if e & REDIRECT != 0 {
+        redirects
+            .get((e & !REDIRECT) as usize)?
+            .as_ref()
+            .map(|r| &r.key)
+    } else {
+        let p = pairs.get((e >> 1) as usize)?.as_ref()?;
+        Some(&p.keys[(e & 1) as usize])
+    }
+}
+
+#[inline]
+fn hash_of(e: u32, pairs: &[Option<FlowPair>], redirects: &[Option<Redirect>]) -> u64 {
+    key_of(e, pairs, redirects).map_or(0, FlowKey::table_hash)
+}
+
+pub struct FlowTable {
+    index: HashTable<u32>,
+    pairs: Vec<Option<FlowPair>>,
+    free: Vec<u32>,
+    live: usize,
+    pair_cap: usize,
+    redirects: Vec<Option<Redirect>>,
+    free_redirects: Vec<u32>,
+    live_redirects: usize,
+    redirect_cap: usize,
+}
+
+impl std::fmt::Debug for FlowTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowTable")
+            .field("pairs", &self.live)
+            .field("pair_cap", &self.pair_cap)
+            .field("redirects", &self.live_redirects)
+            .finish()
+    }
+}
+
+impl FlowTable {
+    /// A table for up to `pairs` flow pairs and `redirects` redirects
+    /// (each clamped to [`MAX_CAPACITY`]).
+    pub fn with_capacity(pairs: usize, redirects: usize) -> FlowTable {
+        let pair_cap = pairs.min(MAX_CAPACITY);
+        let redirect_cap = redirects.min(MAX_CAPACITY);
+        let max_entries = 2 * pair_cap + redirect_cap;
+        FlowTable {
+            index: HashTable::with_capacity(2 * max_entries),
+            pairs: Vec::with_capacity(pair_cap),
+            free: Vec::with_capacity(pair_cap),
+            live: 0,
+            pair_cap,
+            redirects: Vec::with_capacity(redirect_cap),
+            free_redirects: Vec::with_capacity(redirect_cap),
+            live_redirects: 0,
+            redirect_cap,
+        }
+    }
+
+    /// Live pairs.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.live
+    }
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+    #[inline]
+    pub fn is_full(&self) -> bool {
+        self.live >= self.pair_cap
+    }
+    pub fn capacity(&self) -> usize {
+        self.pair_cap
+    }
+    /// Live redirect entries.
+    pub fn redirect_count(&self) -> usize {
+        self.live_redirects
+    }
+    /// Slab slots ever used (the range expiry scans).
+    #[inline]
+    pub fn slots(&self) -> usize {
+        self.pairs.len()
+    }
+
+    #[inline]
+    pub fn lookup(&self, key: &FlowKey) -> Option<Lookup> {
+        self.lookup_hashed(key.table_hash(), key)
+    }
+
+    /// Looks `key` up with its precomputed [`FlowKey::table_hash`].
+    #[inline]
+    pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<Lookup> {
+        let (pairs, redirects) = (&self.pairs, &self.redirects);
+        let e = *self
+            .index
+            .find(hash, |&e| key_of(e, pairs, redirects) == Some(key))?;
+        if e & REDIRECT != 0 {
+            let r = redirects.get((e & !REDIRECT) as usize)?.as_ref()?;
+            Some(Lookup::Redirect {
+                owner: usize::from(r.owner),
+            })
+        } else {
+            let side = if e & 1 == 0 {
+                Side::Forward
+            } else {
+                Side::Reverse
+            };
+            Some(Lookup::Pair { idx: e >> 1, side })
+        }
+    }
+
+    #[inline]
+    pub fn pair(&self, idx: u32) -> Option<&FlowPair> {
+        self.pairs.get(idx as usize)?.as_ref()
+    }
+    #[inline]
+    pub fn pair_mut(&mut self, idx: u32) -> Option<&mut FlowPair> {
+        self.pairs.get_mut(idx as usize)?.as_mut()
+    }
+
+    /// Live pairs with their slot numbers.
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &FlowPair)> + '_ {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i as u32, p)))
+    }
+
+    /// Inserts a pair under both its keys; returns its slot.
+    pub fn insert_pair(&mut self, pair: FlowPair) -> Result<u32, InsertError> {
+        if self.is_full() {
+            return Err(InsertError::Full);
+        }
+        if pair.keys[0] == pair.keys[1]
+            || self.lookup(&pair.keys[0]).is_some()
+            || self.lookup(&pair.keys[1]).is_some()
+        {
+            return Err(InsertError::Conflict);
+        }
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.pairs[i as usize] = Some(pair);
+                i
+            }
+            None => {
+                // live < cap and no free slot: the slab has room to push.
+                self.pairs.push(Some(pair));
+                (self.pairs.len() - 1) as u32
+            }
+        };
+        self.live += 1;
+        let Self {
+            index,
+            pairs,
+            redirects,
+            ..
+        } = self;
+        for side in [Side::Forward, Side::Reverse] {
+            let h = pair.keys[side.index()].table_hash();
+            index.insert_unique(h, pair_ref(idx, side), |&e| hash_of(e, pairs, redirects));
+        }
+        Ok(idx)
+    }
+
+    /// Removes the pair in slot `idx` and both its index entries.
+    pub fn remove_pair(&mut self, idx: u32) -> Option<FlowPair> {
+        let pair = self.pairs.get_mut(idx as usize)?.take()?;
+        for side in [Side::Forward, Side::Reverse] {
+            self.unindex(pair.keys[side.index()].table_hash(), pair_ref(idx, side));
+        }
+        self.free.push(idx);
+        self.live -= 1;
+        Some(pair)
+    }
+
+    /// Replaces the key of one side of a pair (a policy change altered the
+    /// reverse tuple). The old key stays if the new one is taken.
+    pub fn rekey(&mut self, idx: u32, side: Side, new: FlowKey) -> Result<(), InsertError> {
+        let old = match self.pair(idx) {
+            Some(p) => *p.key(side),
+            None => return Err(InsertError::Conflict),
+        };
+        if old == new {
+            return Ok(());
+        }
+        if self.lookup(&new).is_some() {
+            return Err(InsertError::Conflict);
+        }
+        let r = pair_ref(idx, side);
+        self.unindex(old.table_hash(), r);
+        if let Some(p) = self.pair_mut(idx) {
+            p.keys[side.index()] = new;
+        }
+        let Self {
+            index,
+            pairs,
+            redirects,
+            ..
+        } = self;
+        index.insert_unique(new.table_hash(), r, |&e| hash_of(e, pairs, redirects));
+        Ok(())
+    }
+
+    /// Points `key` at shard `owner`. An existing redirect is updated; a
+    /// pair under that key wins ([`InsertError::Conflict`]).
+    pub fn insert_redirect(&mut self, key: FlowKey, owner: usize) -> Result<(), InsertError> {
+        let owner = u16::try_from(owner).map_err(|_| InsertError::Full)?;
+        let h = key.table_hash();
+        let (pairs, redirects) = (&self.pairs, &self.redirects);
+        let found = self
+            .index
+            .find(h, |&e| key_of(e, pairs, redirects) == Some(&key))
+            .copied();
+        if let Some(e) = found {
+            if e & REDIRECT == 0 {
+                return Err(InsertError::Conflict);
+            }
+            if let Some(Some(r)) = self.redirects.get_mut((e & !REDIRECT) as usize) {
+                r.owner = owner;
+            }
+            return Ok(());
+        }
+        if self.live_redirects >= self.redirect_cap {
+            return Err(InsertError::Full);
+        }
+        let r = Some(Redirect { key, owner });
+        let idx = match self.free_redirects.pop() {
+            Some(i) => {
+                self.redirects[i as usize] = r;
+                i
+            }
+            None => {
+                self.redirects.push(r);
+                (self.redirects.len() - 1) as u32
+            }
+        };
+        self.live_redirects += 1;
+        let Self {
+            index,
+            pairs,
+            redirects,
+            ..
+        } = self;
+        index.insert_unique(h, REDIRECT | idx, |&e| hash_of(e, pairs, redirects));
+        Ok(())
+    }
+
+    /// Removes the redirect of `key` if it points at `owner` (a newer
+    /// redirect to another shard is left alone).
+    pub fn remove_redirect(&mut self, key: &FlowKey, owner: usize) -> bool {
+        let h = key.table_hash();
+        let redirects = &self.redirects;
+        let Ok(entry) = self.index.find_entry(h, |&e| {
+            e & REDIRECT != 0
+                && redirects
+                    .get((e & !REDIRECT) as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|r| r.key == *key && usize::from(r.owner) == owner)
+        }) else {
+            return false;
+        };
+        let (e, _) = entry.remove();
+        let idx = e & !REDIRECT;
+        self.redirects[idx as usize] = None;
+        self.free_redirects.push(idx);
+        self.live_redirects -= 1;
+        true
+    }
+
+    fn unindex(&mut self, hash: u64, r: u32) {
+        if let Ok(entry) = self.index.find_entry(hash, |&e| e == r) {
+            entry.remove();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
