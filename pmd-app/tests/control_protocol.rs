@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use control_support::{Fixture, Mock, TempDir};
 use pmd_app::control::{
-    Client, ClientError, Command, DebugOp, ErrorCode, FlowFilter, FlowsOp, FlowsQuery, Limits,
-    PathChoice, PolicyOp, Server,
+    Client, ClientError, Command, DebugOp, ErrorCode, FlowFilter, FlowsOp, FlowsQuery, Limits, PathChoice, PolicyOp,
+    Server,
 };
 use serde_json::{json, Value};
 
@@ -25,11 +25,7 @@ fn raw(fx: &Fixture, line: &str) -> Value {
 }
 
 fn error_code(reply: &Value) -> &str {
-    assert_eq!(
-        reply["ok"],
-        json!(false),
-        "expected an error reply: {reply}"
-    );
+    assert_eq!(reply["ok"], json!(false), "expected an error reply: {reply}");
     reply["error"]["code"].as_str().unwrap()
 }
 
@@ -76,9 +72,7 @@ fn every_command_reaches_the_handler_typed() {
         (
             "policy",
             json!({"op": "validate", "file": "/p.toml"}),
-            Command::Policy(PolicyOp::Validate {
-                file: "/p.toml".into(),
-            }),
+            Command::Policy(PolicyOp::Validate { file: "/p.toml".into() }),
         ),
         ("log-level", json!({}), Command::LogLevel { level: None }),
         (
@@ -116,21 +110,9 @@ fn argument_validation_over_the_socket() {
         ("shutdown", json!({"now": true}), InvalidArgument),
         ("switch", json!({"path": "soft"}), MissingArgument),
         ("switch", json!({"vport": "wan"}), MissingArgument),
-        (
-            "switch",
-            json!({"vport": "wan", "path": "warp"}),
-            InvalidArgument,
-        ),
-        (
-            "switch",
-            json!({"vport": ["wan"], "path": "fast"}),
-            InvalidArgument,
-        ),
-        (
-            "switch",
-            json!({"vport": "", "path": "fast"}),
-            InvalidArgument,
-        ),
+        ("switch", json!({"vport": "wan", "path": "warp"}), InvalidArgument),
+        ("switch", json!({"vport": ["wan"], "path": "fast"}), InvalidArgument),
+        ("switch", json!({"vport": "", "path": "fast"}), InvalidArgument),
         ("switch", json!({"vport": "nope", "path": "fast"}), NotFound),
         ("flows", json!({"op": "explode"}), InvalidArgument),
         ("flows", json!({"op": "show"}), MissingArgument),
@@ -160,26 +142,14 @@ fn argument_validation_over_the_socket() {
         ("log-level", json!({"level": 3}), InvalidArgument),
         ("debug", json!({"device": "net_tap0"}), MissingArgument),
         ("debug", json!({"op": "plug"}), MissingArgument),
-        (
-            "debug",
-            json!({"op": "eject", "device": "x"}),
-            InvalidArgument,
-        ),
+        ("debug", json!({"op": "eject", "device": "x"}), InvalidArgument),
         (
             "debug",
             json!({"op": "unplug", "device": "x", "devargs": "y"}),
             InvalidArgument,
         ),
-        (
-            "debug",
-            json!({"op": "unplug", "device": "net_missing0"}),
-            NotFound,
-        ),
-        (
-            "debug",
-            json!({"op": "plug", "device": "net_fail0"}),
-            Failed,
-        ),
+        ("debug", json!({"op": "unplug", "device": "net_missing0"}), NotFound),
+        ("debug", json!({"op": "plug", "device": "net_fail0"}), Failed),
         ("frobnicate", json!({}), UnknownCommand),
     ];
     for (cmd, args, want) in cases {
@@ -211,27 +181,15 @@ fn envelope_errors() {
     assert_eq!(error_code(&raw(&fx, "[1,2]")), "invalid_request");
     assert_eq!(error_code(&raw(&fx, "42")), "invalid_request");
     assert_eq!(error_code(&raw(&fx, r#"{"id": 1}"#)), "invalid_request");
-    assert_eq!(
-        error_code(&raw(&fx, r#"{"cmd": ["status"]}"#)),
-        "invalid_request"
-    );
+    assert_eq!(error_code(&raw(&fx, r#"{"cmd": ["status"]}"#)), "invalid_request");
     assert_eq!(
         error_code(&raw(&fx, r#"{"cmd": "status", "args": 1}"#)),
         "invalid_request"
     );
-    assert_eq!(
-        error_code(&raw(&fx, r#"{"cmd": "status", "v": 9}"#)),
-        "invalid_request"
-    );
-    assert_eq!(
-        error_code(&raw(&fx, r#"{"cmd": "nope", "id": 3}"#)),
-        "unknown_command"
-    );
+    assert_eq!(error_code(&raw(&fx, r#"{"cmd": "status", "v": 9}"#)), "invalid_request");
+    assert_eq!(error_code(&raw(&fx, r#"{"cmd": "nope", "id": 3}"#)), "unknown_command");
     // `v: 1` and `args: null` are accepted; unknown top-level keys ignored.
-    let r = raw(
-        &fx,
-        r#"{"v": 1, "cmd": "status", "args": null, "trace": "x"}"#,
-    );
+    let r = raw(&fx, r#"{"v": 1, "cmd": "status", "args": null, "trace": "x"}"#);
     assert_eq!(r["ok"], json!(true));
     assert_eq!(r["result"]["workers"], json!(3));
 }
@@ -249,10 +207,7 @@ fn id_is_echoed() {
         assert_eq!(r["id"], id);
         assert_eq!(error_code(&r), "missing_argument");
     }
-    assert_eq!(
-        c.call_raw(r#"{"cmd":"status"}"#).unwrap()["id"],
-        Value::Null
-    );
+    assert_eq!(c.call_raw(r#"{"cmd":"status"}"#).unwrap()["id"], Value::Null);
     assert_eq!(
         error_code(&c.call_raw(r#"{"cmd":"status","id":{"a":1}}"#).unwrap()),
         "invalid_request"
@@ -291,8 +246,7 @@ fn oversized_request_keeps_the_connection() {
 fn blank_lines_and_crlf() {
     let fx = Fixture::start();
     let mut s = UnixStream::connect(fx.sock()).unwrap();
-    s.write_all(b"\n  \r\n{\"id\":1,\"cmd\":\"status\"}\r\n")
-        .unwrap();
+    s.write_all(b"\n  \r\n{\"id\":1,\"cmd\":\"status\"}\r\n").unwrap();
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line).unwrap();
     let r: Value = serde_json::from_str(&line).unwrap();
@@ -324,9 +278,7 @@ fn concurrent_clients() {
                 let mut c = Client::connect(&sock).unwrap();
                 if i == 0 {
                     // One slow request must not hold up the others.
-                    let r = c
-                        .call("switch", json!({"vport": "slow", "path": "fast"}))
-                        .unwrap();
+                    let r = c.call("switch", json!({"vport": "slow", "path": "fast"})).unwrap();
                     assert!(r.result.is_ok());
                 }
                 for _ in 0..50 {
@@ -426,10 +378,7 @@ fn shutdown_answers_in_flight_then_refuses() {
     assert!(!fx.dir.sock().exists(), "socket file removed");
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
-    let replies: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let replies: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(replies.len(), 2, "{out}");
     assert_eq!(replies[0]["ok"], json!(true));
     assert_eq!(error_code(&replies[1]), "unavailable");
@@ -495,10 +444,7 @@ fn parent_directory_is_created() {
         .unwrap()
         .spawn(Arc::new(Mock::default()))
         .unwrap();
-    assert!(Client::connect(&path)
-        .unwrap()
-        .call("status", json!({}))
-        .is_ok());
+    assert!(Client::connect(&path).unwrap().call("status", json!({})).is_ok());
     drop(h);
 }
 
@@ -515,10 +461,7 @@ fn stale_socket_is_replaced() {
         .unwrap()
         .spawn(Arc::new(Mock::default()))
         .unwrap();
-    let r = Client::connect(&path)
-        .unwrap()
-        .call("status", json!({}))
-        .unwrap();
+    let r = Client::connect(&path).unwrap().call("status", json!({})).unwrap();
     assert!(r.result.is_ok());
 }
 
@@ -529,15 +472,9 @@ fn live_socket_is_not_stolen() {
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
     assert_eq!(
         err.to_string(),
-        format!(
-            "control socket {} is in use by a running instance",
-            fx.sock().display()
-        )
+        format!("control socket {} is in use by a running instance", fx.sock().display())
     );
-    let r = Client::connect(fx.sock())
-        .unwrap()
-        .call("status", json!({}))
-        .unwrap();
+    let r = Client::connect(fx.sock()).unwrap().call("status", json!({})).unwrap();
     assert!(r.result.is_ok(), "the first instance still serves");
 }
 
@@ -562,10 +499,7 @@ fn replaced_socket_file_is_not_removed_by_the_old_server() {
         .spawn(Arc::new(Mock::default()))
         .unwrap();
     drop(fx.handle);
-    assert!(
-        path.exists(),
-        "the old server must not remove the new socket"
-    );
+    assert!(path.exists(), "the old server must not remove the new socket");
     drop(newer);
     assert!(!path.exists());
 }

@@ -67,18 +67,14 @@ impl Args {
 
     /// A required unsigned integer within `min..=max`.
     pub fn uint(&mut self, name: &str, min: u64, max: u64) -> Result<u64, CtlError> {
-        self.opt_uint(name, min, max)?
-            .ok_or_else(|| self.missing(name))
+        self.opt_uint(name, min, max)?.ok_or_else(|| self.missing(name))
     }
 
     /// An optional string that must be one of `choices`; returns its index.
     pub fn opt_choice(&mut self, name: &str, choices: &[&str]) -> Result<Option<usize>, CtlError> {
         match self.take(name) {
             None => Ok(None),
-            Some(v) => match v
-                .as_str()
-                .and_then(|s| choices.iter().position(|c| *c == s))
-            {
+            Some(v) => match v.as_str().and_then(|s| choices.iter().position(|c| *c == s)) {
                 Some(i) => Ok(Some(i)),
                 None => Err(self.invalid(name, &one_of(choices), &v)),
             },
@@ -87,8 +83,7 @@ impl Args {
 
     /// A required string that must be one of `choices`; returns its index.
     pub fn choice(&mut self, name: &str, choices: &[&str]) -> Result<usize, CtlError> {
-        self.opt_choice(name, choices)?
-            .ok_or_else(|| self.missing(name))
+        self.opt_choice(name, choices)?.ok_or_else(|| self.missing(name))
     }
 
     /// An optional value parsed by `parse` (which returns `None` on a bad
@@ -122,12 +117,7 @@ impl Args {
 
     /// Fail on any argument not consumed so far.
     pub fn finish(self) -> Result<(), CtlError> {
-        let mut left: Vec<&String> = self
-            .map
-            .iter()
-            .filter(|(_, v)| !v.is_null())
-            .map(|(k, _)| k)
-            .collect();
+        let mut left: Vec<&String> = self.map.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
         if left.is_empty() {
             return Ok(());
         }

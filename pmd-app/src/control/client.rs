@@ -58,15 +58,10 @@ impl ClientError {
 
 fn connect_cause(e: &io::Error) -> String {
     match e.kind() {
-        ErrorKind::NotFound => {
-            "no such socket (is pmd-app running with this --file-prefix?)".into()
-        }
-        ErrorKind::PermissionDenied => {
-            "permission denied (run as root or as a member of the socket's group)".into()
-        }
+        ErrorKind::NotFound => "no such socket (is pmd-app running with this --file-prefix?)".into(),
+        ErrorKind::PermissionDenied => "permission denied (run as root or as a member of the socket's group)".into(),
         ErrorKind::ConnectionRefused => {
-            "connection refused (nothing is listening: a stale socket from a stopped instance?)"
-                .into()
+            "connection refused (nothing is listening: a stale socket from a stopped instance?)".into()
         }
         _ => e.to_string(),
     }
@@ -121,11 +116,7 @@ impl Client {
         match &reply.id {
             Value::Null if reply.result.is_err() => {}
             v if v.as_u64() == Some(id) => {}
-            other => {
-                return Err(ClientError::Protocol(format!(
-                    "reply is for id {other}, expected {id}"
-                )))
-            }
+            other => return Err(ClientError::Protocol(format!("reply is for id {other}, expected {id}"))),
         }
         Ok(reply)
     }
@@ -136,12 +127,9 @@ impl Client {
         let mut bytes = Vec::with_capacity(line.len() + 1);
         bytes.extend_from_slice(line.as_bytes());
         bytes.push(b'\n');
-        self.writer
-            .write_all(&bytes)
-            .map_err(|e| self.io_error(e))?;
+        self.writer.write_all(&bytes).map_err(|e| self.io_error(e))?;
         let line = self.read_line()?;
-        serde_json::from_slice(&line)
-            .map_err(|e| ClientError::Protocol(format!("reply is not JSON: {e}")))
+        serde_json::from_slice(&line).map_err(|e| ClientError::Protocol(format!("reply is not JSON: {e}")))
     }
 
     /// The next line from the instance, without its newline.
@@ -190,19 +178,11 @@ pub fn decode_reply(reply: Value) -> Result<Reply, ClientError> {
     let result = match obj.get("ok").and_then(Value::as_bool) {
         Some(true) => Ok(obj.remove("result").unwrap_or(Value::Null)),
         Some(false) => {
-            let error = obj
-                .get("error")
-                .ok_or_else(|| bad("error reply without \"error\""))?;
-            let code = error
-                .get("code")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let error = obj.get("error").ok_or_else(|| bad("error reply without \"error\""))?;
+            let code = error.get("code").and_then(Value::as_str).unwrap_or_default();
             let code = ErrorCode::from_wire(code)
                 .ok_or_else(|| ClientError::Protocol(format!("unknown error code \"{code}\"")))?;
-            let message = error
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
+            let message = error.get("message").and_then(Value::as_str).unwrap_or_default();
             Err(CtlError::new(code, message))
         }
         None => return Err(bad("reply has no boolean \"ok\"")),

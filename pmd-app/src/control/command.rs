@@ -132,26 +132,19 @@ pub enum DebugOp {
     /// Hot-unplug a vdev (e.g. `net_tap0`), as if the device disappeared.
     Unplug { device: String },
     /// Hot-plug a vdev back, with optional devargs (`iface=...`).
-    Plug {
-        device: String,
-        devargs: Option<String>,
-    },
+    Plug { device: String, devargs: Option<String> },
 }
 
 impl Command {
     /// Validate a command name and its arguments.
     pub fn parse(cmd: &str, args: Map<String, Value>) -> Result<Command, CtlError> {
-        let name = COMMAND_NAMES
-            .iter()
-            .copied()
-            .find(|n| *n == cmd)
-            .ok_or_else(|| {
-                CtlError::unknown_command(format!(
-                    "unknown command \"{}\" (known: {})",
-                    cmd.chars().take(64).collect::<String>(),
-                    COMMAND_NAMES.join(", ")
-                ))
-            })?;
+        let name = COMMAND_NAMES.iter().copied().find(|n| *n == cmd).ok_or_else(|| {
+            CtlError::unknown_command(format!(
+                "unknown command \"{}\" (known: {})",
+                cmd.chars().take(64).collect::<String>(),
+                COMMAND_NAMES.join(", ")
+            ))
+        })?;
         let mut a = Args::new(name, args);
         let command = match name {
             "status" => Command::Status,
@@ -208,11 +201,7 @@ impl Command {
                 }
             }
             // COMMAND_NAMES and this match list the same names.
-            _ => {
-                return Err(CtlError::unknown_command(format!(
-                    "unknown command \"{name}\""
-                )))
-            }
+            _ => return Err(CtlError::unknown_command(format!("unknown command \"{name}\""))),
         };
         a.finish()?;
         Ok(command)
@@ -304,10 +293,7 @@ mod tests {
     #[test]
     fn simple_commands() {
         assert_eq!(parse("status", json!({})).unwrap(), Command::Status);
-        assert_eq!(
-            parse("shutdown", json!({"x": null})).unwrap(),
-            Command::Shutdown
-        );
+        assert_eq!(parse("shutdown", json!({"x": null})).unwrap(), Command::Shutdown);
         assert_eq!(code("status", json!({"x": 1})), ErrorCode::InvalidArgument);
         assert_eq!(code("stat", json!({})), ErrorCode::UnknownCommand);
         for n in COMMAND_NAMES {
@@ -324,14 +310,8 @@ mod tests {
                 path: PathChoice::Soft
             }
         );
-        assert_eq!(
-            code("switch", json!({"path": "soft"})),
-            ErrorCode::MissingArgument
-        );
-        assert_eq!(
-            code("switch", json!({"vport": "wan"})),
-            ErrorCode::MissingArgument
-        );
+        assert_eq!(code("switch", json!({"path": "soft"})), ErrorCode::MissingArgument);
+        assert_eq!(code("switch", json!({"vport": "wan"})), ErrorCode::MissingArgument);
         assert_eq!(
             code("switch", json!({"vport": "wan", "path": "slow"})),
             ErrorCode::InvalidArgument
@@ -370,10 +350,7 @@ mod tests {
                 limit: FLOWS_DEFAULT_LIMIT
             })
         );
-        assert_eq!(
-            code("flows", json!({"op": "show"})),
-            ErrorCode::MissingArgument
-        );
+        assert_eq!(code("flows", json!({"op": "show"})), ErrorCode::MissingArgument);
         assert_eq!(
             code("flows", json!({"op": "show", "id": -1})),
             ErrorCode::InvalidArgument
@@ -382,57 +359,28 @@ mod tests {
             code("flows", json!({"op": "list", "id": 1})),
             ErrorCode::InvalidArgument
         );
-        assert_eq!(
-            code("flows", json!({"limit": 0})),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code("flows", json!({"limit": 100001})),
-            ErrorCode::InvalidArgument
-        );
+        assert_eq!(code("flows", json!({"limit": 0})), ErrorCode::InvalidArgument);
+        assert_eq!(code("flows", json!({"limit": 100001})), ErrorCode::InvalidArgument);
         assert_eq!(
             code("flows", json!({"op": "count", "limit": 5})),
             ErrorCode::InvalidArgument
         );
-        assert_eq!(
-            code("flows", json!({"src": "10.0.0"})),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code("flows", json!({"port": 70000})),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code("flows", json!({"proto": "sctp"})),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code("flows", json!({"proto": 256})),
-            ErrorCode::InvalidArgument
-        );
-        assert_eq!(
-            code("flows", json!({"op": "drop"})),
-            ErrorCode::InvalidArgument
-        );
+        assert_eq!(code("flows", json!({"src": "10.0.0"})), ErrorCode::InvalidArgument);
+        assert_eq!(code("flows", json!({"port": 70000})), ErrorCode::InvalidArgument);
+        assert_eq!(code("flows", json!({"proto": "sctp"})), ErrorCode::InvalidArgument);
+        assert_eq!(code("flows", json!({"proto": 256})), ErrorCode::InvalidArgument);
+        assert_eq!(code("flows", json!({"op": "drop"})), ErrorCode::InvalidArgument);
         assert_eq!(parse_proto(&json!("47")), Some(47));
     }
 
     #[test]
     fn policy_log_debug() {
-        assert_eq!(
-            parse("policy", json!({})).unwrap(),
-            Command::Policy(PolicyOp::Show)
-        );
+        assert_eq!(parse("policy", json!({})).unwrap(), Command::Policy(PolicyOp::Show));
         assert_eq!(
             parse("policy", json!({"op": "load", "file": "/p.toml"})).unwrap(),
-            Command::Policy(PolicyOp::Load {
-                file: "/p.toml".into()
-            })
+            Command::Policy(PolicyOp::Load { file: "/p.toml".into() })
         );
-        assert_eq!(
-            code("policy", json!({"op": "validate"})),
-            ErrorCode::MissingArgument
-        );
+        assert_eq!(code("policy", json!({"op": "validate"})), ErrorCode::MissingArgument);
         assert_eq!(
             code("policy", json!({"op": "show", "file": "x"})),
             ErrorCode::InvalidArgument
@@ -443,10 +391,7 @@ mod tests {
                 level: Some(log::Level::Debug)
             }
         );
-        assert_eq!(
-            code("log-level", json!({"level": "loud"})),
-            ErrorCode::InvalidArgument
-        );
+        assert_eq!(code("log-level", json!({"level": "loud"})), ErrorCode::InvalidArgument);
         assert_eq!(
             parse(
                 "debug",
@@ -458,15 +403,9 @@ mod tests {
                 devargs: Some("iface=t0".into())
             })
         );
+        assert_eq!(code("debug", json!({"device": "net_tap0"})), ErrorCode::MissingArgument);
         assert_eq!(
-            code("debug", json!({"device": "net_tap0"})),
-            ErrorCode::MissingArgument
-        );
-        assert_eq!(
-            code(
-                "debug",
-                json!({"op": "unplug", "device": "d", "devargs": "x"})
-            ),
+            code("debug", json!({"op": "unplug", "device": "d", "devargs": "x"})),
             ErrorCode::InvalidArgument
         );
     }

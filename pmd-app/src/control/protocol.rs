@@ -167,28 +167,19 @@ pub struct Rejected {
 /// Parse one request line (without its newline).
 pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
     let reject = |id: Value, error: CtlError| Rejected { id, error };
-    let value: Value = serde_json::from_slice(line).map_err(|e| {
-        reject(
-            Value::Null,
-            CtlError::parse_error(format!("malformed JSON: {e}")),
-        )
-    })?;
+    let value: Value = serde_json::from_slice(line)
+        .map_err(|e| reject(Value::Null, CtlError::parse_error(format!("malformed JSON: {e}"))))?;
     let Value::Object(mut obj) = value else {
         return Err(reject(
             Value::Null,
-            CtlError::invalid_request(format!(
-                "a request must be a JSON object, got {}",
-                json_type(&value)
-            )),
+            CtlError::invalid_request(format!("a request must be a JSON object, got {}", json_type(&value))),
         ));
     };
     let id = obj.remove("id").unwrap_or(Value::Null);
     if id.is_array() || id.is_object() {
         return Err(reject(
             Value::Null,
-            CtlError::invalid_request(
-                "\"id\" must be a JSON scalar (string, number, bool or null)",
-            ),
+            CtlError::invalid_request("\"id\" must be a JSON scalar (string, number, bool or null)"),
         ));
     }
     match obj.remove("v") {
@@ -208,10 +199,7 @@ pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
         Some(other) => {
             return Err(reject(
                 id,
-                CtlError::invalid_request(format!(
-                    "\"cmd\" must be a string, got {}",
-                    json_type(&other)
-                )),
+                CtlError::invalid_request(format!("\"cmd\" must be a string, got {}", json_type(&other))),
             ))
         }
         None => return Err(reject(id, CtlError::invalid_request("\"cmd\" is missing"))),
@@ -222,10 +210,7 @@ pub fn parse_request(line: &[u8]) -> Result<Envelope, Rejected> {
         Some(other) => {
             return Err(reject(
                 id,
-                CtlError::invalid_request(format!(
-                    "\"args\" must be an object, got {}",
-                    json_type(&other)
-                )),
+                CtlError::invalid_request(format!("\"args\" must be an object, got {}", json_type(&other))),
             ))
         }
     };

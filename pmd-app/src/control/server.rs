@@ -198,10 +198,7 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
 
 /// Start serving `stream`, or turn it away if the server is full.
 fn admit(stream: UnixStream, client: u64, shared: &Arc<Shared>) -> Option<JoinHandle<()>> {
-    let waker = match stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.try_clone())
-    {
+    let waker = match stream.set_nonblocking(false).and_then(|()| stream.try_clone()) {
         Ok(w) => w,
         Err(e) => {
             log::warn!("control client {client}: {e}");
@@ -218,12 +215,10 @@ fn admit(stream: UnixStream, client: u64, shared: &Arc<Shared>) -> Option<JoinHa
         clients.insert(client, waker);
     }
     let thread_shared = Arc::clone(shared);
-    let spawned = thread::Builder::new()
-        .name(format!("vfp-ctl-{client}"))
-        .spawn(move || {
-            connection::serve(stream, client, &thread_shared);
-            lock(&thread_shared.clients).remove(&client);
-        });
+    let spawned = thread::Builder::new().name(format!("vfp-ctl-{client}")).spawn(move || {
+        connection::serve(stream, client, &thread_shared);
+        lock(&thread_shared.clients).remove(&client);
+    });
     match spawned {
         Ok(t) => Some(t),
         Err(e) => {

@@ -83,14 +83,10 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Socke
     result
 }
 
-fn bind_staged(
-    path: &Path,
-    staging: &Path,
-    gid: Option<u32>,
-) -> io::Result<(UnixListener, SocketFile)> {
+fn bind_staged(path: &Path, staging: &Path, gid: Option<u32>) -> io::Result<(UnixListener, SocketFile)> {
     let tmp = staging.join("s");
-    let listener = UnixListener::bind(&tmp)
-        .map_err(|e| annotate(e, format!("cannot bind control socket {}", path.display())))?;
+    let listener =
+        UnixListener::bind(&tmp).map_err(|e| annotate(e, format!("cannot bind control socket {}", path.display())))?;
     let mode = if gid.is_some() { 0o660 } else { 0o600 };
     fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))
         .map_err(|e| annotate(e, format!("cannot set mode of {}", path.display())))?;
@@ -99,12 +95,7 @@ fn bind_staged(
             .map_err(|e| annotate(e, format!("cannot give {} to group {gid}", path.display())))?;
     }
     // Atomically replaces a stale socket file, if any.
-    fs::rename(&tmp, path).map_err(|e| {
-        annotate(
-            e,
-            format!("cannot create control socket {}", path.display()),
-        )
-    })?;
+    fs::rename(&tmp, path).map_err(|e| annotate(e, format!("cannot create control socket {}", path.display())))?;
     let meta = fs::symlink_metadata(path)?;
     let file = SocketFile {
         path: path.to_path_buf(),
@@ -123,19 +114,13 @@ fn check_not_live(path: &Path) -> io::Result<()> {
     if !meta.file_type().is_socket() {
         return Err(io::Error::new(
             ErrorKind::AlreadyExists,
-            format!(
-                "{} exists and is not a socket; not replacing it",
-                path.display()
-            ),
+            format!("{} exists and is not a socket; not replacing it", path.display()),
         ));
     }
     match UnixStream::connect(path) {
         Ok(_) => Err(io::Error::new(
             ErrorKind::AddrInUse,
-            format!(
-                "control socket {} is in use by a running instance",
-                path.display()
-            ),
+            format!("control socket {} is in use by a running instance", path.display()),
         )),
         // No listener: a crashed run left it behind; it will be replaced.
         Err(e) if e.kind() == ErrorKind::ConnectionRefused || e.kind() == ErrorKind::NotFound => {
@@ -144,10 +129,7 @@ fn check_not_live(path: &Path) -> io::Result<()> {
         }
         Err(e) => Err(annotate(
             e,
-            format!(
-                "cannot tell whether control socket {} is in use",
-                path.display()
-            ),
+            format!("cannot tell whether control socket {} is in use", path.display()),
         )),
     }
 }
@@ -162,10 +144,7 @@ fn resolve_group(group: &str) -> io::Result<u32> {
         .ok()
         .and_then(|text| group_from_lines(&text, group));
     let found = in_file.or_else(|| {
-        let out = Command::new("getent")
-            .args(["group", group])
-            .output()
-            .ok()?;
+        let out = Command::new("getent").args(["group", group]).output().ok()?;
         group_from_lines(&String::from_utf8_lossy(&out.stdout), group)
     });
     found.ok_or_else(|| {
@@ -198,10 +177,7 @@ mod tests {
 
     #[test]
     fn default_path() {
-        assert_eq!(
-            default_socket_path("rte"),
-            PathBuf::from("/var/run/vfp/rte.sock")
-        );
+        assert_eq!(default_socket_path("rte"), PathBuf::from("/var/run/vfp/rte.sock"));
     }
 
     #[test]

@@ -10,9 +10,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pmd_app::control::{
-    Command, CtlError, DebugOp, FlowsOp, Handler, Limits, PolicyOp, Server, ServerHandle,
-};
+use pmd_app::control::{Command, CtlError, DebugOp, FlowsOp, Handler, Limits, PolicyOp, Server, ServerHandle};
 use serde_json::{json, Value};
 
 /// A directory under /tmp (short: socket paths are limited to 108 bytes),
@@ -79,16 +77,8 @@ impl Handler for Mock {
                 if vport == "slow" {
                     std::thread::sleep(Duration::from_millis(300));
                 }
-                let active = if path.as_str() == "auto" {
-                    "fast"
-                } else {
-                    path.as_str()
-                };
-                let mode = if path.as_str() == "auto" {
-                    "auto"
-                } else {
-                    "pinned"
-                };
+                let active = if path.as_str() == "auto" { "fast" } else { path.as_str() };
+                let mode = if path.as_str() == "auto" { "auto" } else { "pinned" };
                 Ok(json!({"vport": vport, "active": active, "mode": mode, "took_us": 183}))
             }
             Command::Flows(q) => match q.op {
@@ -108,9 +98,7 @@ impl Handler for Mock {
             Command::Policy(PolicyOp::Load { file } | PolicyOp::Validate { file })
                 if file == Path::new("/bad.toml") =>
             {
-                Err(CtlError::invalid_argument(
-                    "/bad.toml:3: unknown action \"dorp\"",
-                ))
+                Err(CtlError::invalid_argument("/bad.toml:3: unknown action \"dorp\""))
             }
             Command::Policy(PolicyOp::Load { .. }) => Ok(json!({"generation": 4, "rules": 14})),
             Command::Policy(PolicyOp::Validate { .. }) => Ok(json!({"valid": true, "rules": 14})),

@@ -1,0 +1,133 @@
+//! Rendering of `flows` and `policy` results, whose objects come from the
+//! engine and are shown generically, plus the fallback for any result
+//! `vfpctl` has no dedicated layout for.
+
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
+
+use super::format::{cell, field};
+use super::table::Table;
+
+/// The columns flows are shown with first, in this order; other keys the
+/// engine reports follow.
+const FLOW_COLUMNS: [&str; 10] = [
+    "id", "vport", "dir", "proto", "src", "dst", "state", "packets", "bytes", "idle_s",
+];
+
+/// A table of objects with `first` columns leading and every other key
+/// seen (in first-seen order) after them.
+pub fn object_table(items: &[Value], first: &[&str]) -> Table {
+    let mut keys: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+    for item in items {
+        if let Some(obj) = item.as_object() {
+            for k in obj.keys() {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
+                }
+            }
+        }
+    }
+    let headers: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+    let mut t = Table::new(&headers);
+    for item in items {
+        t.row(keys.iter().map(|k| field(item, k)).collect());
+    }
+    t
+}
+
+pub fn flows(v: &Value) -> String {
+    if let Some(flows) = v["flows"].as_array() {
+        if flows.is_empty() {
+            return "no flows\n".into();
+        }
+        let mut out = object_table(flows, &FLOW_COLUMNS).to_string();
+        if let Some(count) = v["count"].as_u64().filter(|c| *c > flows.len() as u64) {
+            let _ = writeln!(out, "({} of {count} flows shown; raise --limit for more)", flows.len());
+        }
+        return out;
+    }
+    if let Some(flow) = v["flow"].as_object() {
+        // The well-known fields first, then whatever else the engine adds.
+        let keys = FLOW_COLUMNS
+            .iter()
+            .map(|k| k.to_string())
+            .chain(flow.keys().filter(|k| !FLOW_COLUMNS.contains(&k.as_str())).cloned());
+        let rows: Vec<(String, &Value)> = keys.filter_map(|k| flow.get(&k).map(|v| (k, v))).collect();
+        let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            let _ = writeln!(out, "{k:width$}  {}", cell(v));
+        }
+        return out;
+    }
+    if v.get("flushed").is_some() {
+        return format!("flushed {} flows\n", field(v, "flushed"));
+    }
+    if v.get("count").is_some() {
+        return format!("{} flows\n", field(v, "count"));
+    }
+    key_values(v)
+}
+
+pub fn policy(v: &Value) -> String {
+    if v.get("valid").is_some() {
+        return format!("valid: {} rules\n", field(v, "rules"));
+    }
+    if let Some(layers) = v["layers"].as_array() {
+        let mut out = format!(
+            "policy generation {} from {}\n",
+            field(v, "generation"),
+            field(v, "origin")
+        );
+        if !layers.is_empty() {
+            let _ = write!(out, "\n{}", object_table(layers, &["name"]));
+        }
+        return out;
+    }
+    if v.get("generation").is_some() && v.get("rules").is_some() {
+        return format!(
+            "loaded policy generation {} ({} rules)\n",
+            field(v, "generation"),
+            field(v, "rules")
+        );
+    }
+    key_values(v)
+}
+
+/// Any value as indented `key: value` lines; arrays of objects as tables.
+pub fn key_values(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Object(m) => write_object(&mut out, m, 0),
+        Value::Array(items) if items.iter().all(Value::is_object) && !items.is_empty() => {
+            out = object_table(items, &[]).to_string();
+        }
+        other => {
+            let _ = writeln!(out, "{}", cell(other));
+        }
+    }
+    out
+}
+
+fn write_object(out: &mut String, m: &Map<String, Value>, indent: usize) {
+    let pad = " ".repeat(indent);
+    let width = m.keys().map(|k| k.chars().count()).max().unwrap_or(0);
+    for (k, v) in m {
+        match v {
+            Value::Object(inner) if !inner.is_empty() => {
+                let _ = writeln!(out, "{pad}{k}:");
+                write_object(out, inner, indent + 2);
+            }
+            Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+                let _ = writeln!(out, "{pad}{k}:");
+                for line in object_table(items, &[]).to_string().lines() {
+                    let _ = writeln!(out, "{pad}  {line}");
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "{pad}{k:width$}  {}", cell(v));
+            }
+        }
+    }
+}
