@@ -60,6 +60,11 @@ pub struct AppArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub duration: u64,
 
+    /// Stop by itself once N packets have been received in total (a test
+    /// and benchmark aid: deterministic end of a finite pcap input).
+    #[arg(long = "stop-after", value_name = "N")]
+    pub stop_after: Option<u64>,
+
     /// Longest sleep, in microseconds, of an idle worker (0: never sleep,
     /// busy-poll like testpmd).
     #[arg(long = "idle-sleep-us", value_name = "US", default_value_t = 200)]

@@ -14,7 +14,7 @@ use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
 use pmd_app::worker::Worker;
 use pmd_app::{handoff, setup};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             .map_err(|e| format!("cannot install the signal handler: {e}"))?;
     }
     let inboxes = handoff::inboxes(workers);
+    let quiesced = Arc::new(AtomicUsize::new(0));
     let mut dp = Dataplane {
         vports,
         workers: Vec::new(),
@@ -106,6 +107,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             inboxes.clone(),
             stats.clone(),
             running.clone(),
+            quiesced.clone(),
             app.idle_sleep_us,
         );
         dp.workers.push(WorkerHandle {
@@ -127,6 +129,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         requests: rq_rx,
         stats_period: Duration::from_secs(app.stats_period),
         duration: (app.duration > 0).then(|| Duration::from_secs(app.duration)),
+        stop_after: app.stop_after,
     };
     let control = std::thread::Builder::new()
         .name("vfp-control".into())

@@ -22,6 +22,7 @@ pub struct Supervisor {
     pub requests: Receiver<Request>,
     pub stats_period: Duration,
     pub duration: Option<Duration>,
+    pub stop_after: Option<u64>,
 }
 
 impl Supervisor {
@@ -50,6 +51,13 @@ impl Supervisor {
                 let s = Snapshot::take(&self.dp, Some(&printed), &|_| Vec::new());
                 print!("{}", s.render("pmd-app counters"));
                 printed = s;
+            }
+            if let Some(n) = self.stop_after {
+                let rx: u64 = self.dp.workers.iter().map(|w| w.stats.rx_packets.get()).sum();
+                if rx >= n {
+                    log::info!("--stop-after {n} reached ({rx} packets received), stopping");
+                    self.dp.running.store(false, Ordering::Relaxed);
+                }
             }
             if self.duration.is_some_and(|d| self.dp.uptime() >= d) {
                 log::info!("--duration reached, stopping");

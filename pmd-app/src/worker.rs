@@ -13,7 +13,7 @@ use crate::handoff::{Handoff, Inboxes};
 use crate::plan::{TxRoute, WorkerPlan};
 use crate::stats::{AppDrop, WorkerStats};
 use crossbeam::channel::Receiver;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ pub struct Worker {
     inboxes: Inboxes,
     stats: Arc<WorkerStats>,
     running: Arc<AtomicBool>,
+    /// Workers that stopped receiving (two-phase shutdown).
+    quiesced: Arc<AtomicUsize>,
     idle_sleep_max_us: u32,
     /// Per vport: packets waiting for a tx burst.
     tx: Vec<Burst>,
@@ -48,6 +50,7 @@ impl Worker {
         inboxes: Inboxes,
         stats: Arc<WorkerStats>,
         running: Arc<AtomicBool>,
+        quiesced: Arc<AtomicUsize>,
         idle_sleep_max_us: u32,
     ) -> Worker {
         let tx = (0..plan.tx.len()).map(|_| Burst::new()).collect();
@@ -58,6 +61,7 @@ impl Worker {
             inboxes,
             stats,
             running,
+            quiesced,
             idle_sleep_max_us,
             tx,
         }
@@ -261,10 +265,23 @@ impl Worker {
         n
     }
 
-    /// Frees everything still buffered; the inbox is emptied by its owner
-    /// (dropping the queues after every worker stopped).
+    /// Two-phase stop: this worker no longer receives, but keeps serving
+    /// its inbox until every worker stopped receiving and every inbox is
+    /// empty, so packets handed between lcores at the end are delivered.
     fn shutdown(&mut self) {
         self.flush_tx();
+        self.quiesced.fetch_add(1, Ordering::AcqRel);
+        let n = self.inboxes.len();
+        loop {
+            let moved = self.drain_inbox();
+            self.flush_tx();
+            if moved == 0 && self.quiesced.load(Ordering::Acquire) == n && self.inboxes.iter().all(|q| q.is_empty()) {
+                break;
+            }
+            if moved == 0 {
+                dpdk::pause();
+            }
+        }
         for b in &mut self.tx {
             b.free_all();
         }

@@ -1,0 +1,83 @@
+#!/usr/bin/python3
+"""Builds test and benchmark traffic with scapy (an encoder independent of
+vfp-core's parser). Run with Debian's /usr/bin/python3 (python3-scapy).
+
+  traffic.py mixed OUT.pcap [--count N] [--seed S]     varied protocols and sizes
+  traffic.py udp-flows OUT.pcap --flows F [--count N] [--size 64]
+  traffic.py send IFACE IN.pcap                         sendp every packet of a pcap
+"""
+import argparse
+import random
+import sys
+
+from scapy.all import (ARP, ICMP, IP, UDP, TCP, Dot1Q, Ether, IPv6, Raw,
+                       ICMPv6EchoRequest, PcapWriter, rdpcap, sendp, conf)
+
+conf.verb = 0
+VM_MAC = "02:00:00:00:00:01"
+GW_MAC = "02:00:00:00:00:02"
+
+
+def mixed(count, seed):
+    rnd = random.Random(seed)
+    out = []
+    for i in range(count):
+        kind = i % 7
+        pay = Raw(bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 200))))
+        eth = Ether(src=VM_MAC, dst=GW_MAC)
+        if kind == 0:
+            p = eth / IP(src="10.0.0.1", dst="192.0.2.%d" % (i % 200 + 1)) / UDP(sport=1024 + i, dport=53) / pay
+        elif kind == 1:
+            p = eth / IP(src="10.0.0.2", dst="198.51.100.7") / TCP(sport=40000 + i, dport=443, flags="S", seq=i) / pay
+        elif kind == 2:
+            p = eth / IP(src="10.0.0.3", dst="203.0.113.9") / ICMP(type=8, id=i, seq=i) / pay
+        elif kind == 3:
+            p = eth / Dot1Q(vlan=100 + i % 10) / IP(src="10.0.1.1", dst="10.0.2.2") / UDP(sport=5000, dport=6000 + i) / pay
+        elif kind == 4:
+            p = eth / IPv6(src="fd00::1", dst="fd00::%x" % (i + 2)) / UDP(sport=7000, dport=8000) / pay
+        elif kind == 5:
+            p = Ether(src=VM_MAC, dst="ff:ff:ff:ff:ff:ff") / ARP(psrc="10.0.0.1", pdst="10.0.0.%d" % (i % 250 + 2))
+        else:
+            p = eth / IPv6(src="fd00::1", dst="fd00::2") / ICMPv6EchoRequest(id=i, seq=i) / pay
+        out.append(p)
+    return out
+
+
+def udp_flows(flows, count, size):
+    pkts = []
+    for i in range(count):
+        f = i % flows
+        p = (Ether(src=VM_MAC, dst=GW_MAC) /
+             IP(src="10.%d.%d.%d" % (f >> 16 & 0xff, f >> 8 & 0xff, f & 0xff), dst="192.0.2.1") /
+             UDP(sport=1024 + (f % 60000), dport=4000))
+        pad = size - 4 - len(p)  # size counts the FCS, as testpmd does
+        if pad > 0:
+            p = p / Raw(b"\0" * pad)
+        pkts.append(p)
+    return pkts
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("kind", choices=["mixed", "udp-flows", "send"])
+    ap.add_argument("args", nargs="+")
+    ap.add_argument("--count", type=int, default=500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--flows", type=int, default=1)
+    ap.add_argument("--size", type=int, default=64)
+    a = ap.parse_args()
+    if a.kind == "send":
+        iface, pcap = a.args
+        sendp(rdpcap(pcap), iface=iface)
+        return 0
+    out = a.args[0]
+    pkts = mixed(a.count, a.seed) if a.kind == "mixed" else udp_flows(a.flows, a.count, a.size)
+    w = PcapWriter(out, sync=False)
+    for p in pkts:
+        w.write(p)
+    w.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
