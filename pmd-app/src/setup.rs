@@ -10,6 +10,13 @@ use vfp_core::topology::Role;
 /// Vports from `--vport` specs, or one per probed port when none given.
 pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<Vec<Vport>, String> {
     let ports = Port::all();
+    for (name, _) in vdevs {
+        if Port::by_name(name).is_none() {
+            return Err(format!(
+                "device `{name}` given with --vdev did not come up (see the EAL/PMD messages above)"
+            ));
+        }
+    }
     let devargs = |name: &str| vdevs.iter().find(|(n, _)| n == name).map(|(_, a)| a.clone());
     let path = |device: &str| -> Result<PathDev, String> {
         let port = Port::by_name(device).ok_or_else(|| {

@@ -1,0 +1,156 @@
+//! Bad command lines and missing devices: one clear line, a non-zero exit,
+//! never a panic or a hang.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn app_err(name: &str, extra_eal: &[&str], app: &[&str]) -> Output {
+    let mut eal = eal_base(name, "0");
+    eal.extend(strings(extra_eal));
+    let o = run_app(&eal, &strings(app), LIMIT);
+    assert!(!o.stderr.contains("panicked"), "{}", o.all());
+    o
+}
+
+#[test]
+fn unknown_app_option_is_a_usage_error() {
+    let o = app_err("bad1", &["--vdev", "net_null0"], &["--bogus"]);
+    assert_eq!(o.code(), 2, "{}", o.all());
+    assert!(o.stderr.contains("unexpected argument '--bogus'"), "{}", o.all());
+}
+
+#[test]
+fn help_lists_the_options() {
+    let o = run_app(&[pmd_app().to_string()], &strings(&["--help"]), LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    for opt in ["--vport", "--policy", "--control-socket", "--stats-period", "--queues"] {
+        assert!(o.stdout.contains(opt), "--help lacks {opt}\n{}", o.stdout);
+    }
+}
+
+#[test]
+fn malformed_vport_specs_are_rejected_before_eal() {
+    for (spec, msg) in [
+        ("name=a", "has no device"),
+        ("fast=net_null0", "needs name"),
+        ("name=a,fast=x,soft=x", "same device"),
+        ("name=a,fast=x,role=router", "role `router`"),
+        ("name=a,fast=x,speed=9", "unknown vport key"),
+        ("name=a,fast", "not key=value"),
+    ] {
+        let o = app_err("bad2", &["--vdev", "net_null0"], &["--vport", spec]);
+        assert_eq!(o.code(), 2, "{spec}: {}", o.all());
+        assert!(o.stderr.contains(msg), "{spec}: expected `{msg}`\n{}", o.all());
+        // Rejected before the EAL started.
+        assert!(!o.stderr.contains("EAL: Detected"), "{}", o.all());
+    }
+}
+
+#[test]
+fn device_unknown_to_the_eal() {
+    let o = app_err("bad3", &["--vdev", "net_null0"], &["--vport", "name=a,fast=net_null7"]);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("error: device `net_null7` is not known to the EAL (probed: net_null0)"),
+        "{}",
+        o.all()
+    );
+}
+
+#[test]
+fn device_named_twice() {
+    let o = app_err(
+        "bad4",
+        &["--vdev", "net_null0", "--vdev", "net_null1"],
+        &[
+            "--vport",
+            "name=a,fast=net_null0",
+            "--vport",
+            "name=b,fast=net_null1,soft=net_null0",
+        ],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("device `net_null0` is named by more than one vport path"),
+        "{}",
+        o.all()
+    );
+}
+
+#[test]
+fn vport_declared_twice() {
+    let o = app_err(
+        "bad5",
+        &["--vdev", "net_null0", "--vdev", "net_null1"],
+        &["--vport", "name=a,fast=net_null0", "--vport", "name=a,fast=net_null1"],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("vport `a` declared twice"), "{}", o.all());
+}
+
+#[test]
+fn no_ports_at_all() {
+    let o = app_err("bad6", &[], &[]);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("error: no DPDK ports"), "{}", o.all());
+}
+
+#[test]
+fn vdev_that_fails_to_probe() {
+    let o = app_err(
+        "bad7",
+        &["--vdev", "net_pcap0,rx_pcap=/nonexistent/in.pcap,tx_iface=lo"],
+        &[],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("device `net_pcap0` given with --vdev did not come up"),
+        "{}",
+        o.all()
+    );
+}
+
+#[test]
+fn bad_eal_option() {
+    let mut eal = eal_base("bad8", "0");
+    eal.push("--no-such-eal-option".into());
+    let o = run_app(&eal, &[], LIMIT);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("error: EAL initialisation failed"), "{}", o.all());
+}
+
+#[test]
+fn no_hugepages_where_asked_for() {
+    let d = Scratch::new("nohuge");
+    let eal = strings(&[
+        "--no-pci",
+        "--huge-dir",
+        &d.path(""),
+        "--file-prefix",
+        &prefix("bad9"),
+        "-l",
+        "0",
+        "--vdev",
+        "net_null0",
+    ]);
+    let o = run_app(&eal, &[], LIMIT);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("error: EAL initialisation failed"), "{}", o.all());
+}
+
+#[test]
+fn lcore_that_does_not_exist() {
+    let mut eal = eal_base("bad10", "0");
+    let i = eal.iter().position(|a| a == "-l").unwrap();
+    eal[i + 1] = "0,64".into();
+    eal.extend(strings(&["--vdev", "net_null0"]));
+    let o = run_app(&eal, &[], LIMIT);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("EAL initialisation failed"), "{}", o.all());
+}
