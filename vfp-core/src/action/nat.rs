@@ -87,6 +87,23 @@ impl NatPorts {
         Ok(n)
     }
 
+    /// Registers every SNAT pool address of `policy` (call before
+    /// publishing the policy to the shards); returns how many it names.
+    pub fn register_policy(&self, policy: &crate::policy::Policy) -> Result<usize, NatTableFull> {
+        let mut n = 0;
+        for layer in policy.layers() {
+            for rule in layer.rules.iter() {
+                if let crate::policy::Verb::Snat(spec) = &rule.verb {
+                    for &a in &spec.addrs {
+                        self.register(a)?;
+                        n += 1;
+                    }
+                }
+            }
+        }
+        Ok(n)
+    }
+
     /// Makes `addr` available to the shards; idempotent. Control thread
     /// only (it may block briefly on other registrations, never on shards).
     pub fn register(&self, addr: [u8; 4]) -> Result<u8, NatTableFull> {
@@ -100,9 +117,7 @@ impl NatPorts {
         if n >= MAX_ADDRS {
             return Err(NatTableFull);
         }
-        self.slots[n]
-            .addr
-            .store(u32::from_be_bytes(addr), Ordering::Relaxed);
+        self.slots[n].addr.store(u32::from_be_bytes(addr), Ordering::Relaxed);
         self.published.store(n + 1, Ordering::Release);
         Ok(n as u8)
     }
@@ -139,9 +154,8 @@ impl NatPorts {
 
     /// True when `port` of `slot` is held.
     pub fn is_claimed(&self, slot: u8, port: u16) -> bool {
-        self.slot(slot).is_some_and(|s| {
-            s.bits[usize::from(port / 64)].load(Ordering::Acquire) & (1 << (port % 64)) != 0
-        })
+        self.slot(slot)
+            .is_some_and(|s| s.bits[usize::from(port / 64)].load(Ordering::Acquire) & (1 << (port % 64)) != 0)
     }
 
     /// Gives a binding's port back.
@@ -156,10 +170,7 @@ impl NatPorts {
     /// Number of ports held on `slot` (control plane; O(1024)).
     pub fn in_use(&self, slot: u8) -> u32 {
         self.slot(slot).map_or(0, |s| {
-            s.bits
-                .iter()
-                .map(|w| w.load(Ordering::Relaxed).count_ones())
-                .sum()
+            s.bits.iter().map(|w| w.load(Ordering::Relaxed).count_ones()).sum()
         })
     }
 
@@ -171,11 +182,7 @@ impl NatPorts {
         if lo > hi {
             return None;
         }
-        let start = if (lo..=hi).contains(&start) {
-            start
-        } else {
-            lo
-        };
+        let start = if (lo..=hi).contains(&start) { start } else { lo };
         let (wlo, whi) = (usize::from(lo / 64), usize::from(hi / 64));
         let nwords = whi - wlo + 1;
         let w0 = usize::from(start / 64);

@@ -1,0 +1,256 @@
+//! Shard behaviour on one lcore: stateful admission, counters, expiry,
+//! NAT port lifetime, table limits, policy generations, control plane.
+
+mod shard_support;
+
+use shard_support::*;
+use std::sync::Arc;
+use vfp_core::action::nat::NatPorts;
+use vfp_core::shard::{DropReason, FlowFilter, Shard, ShardConfig, Verdict};
+
+const SNAT_2_PORTS: &str = r#"
+[timeouts]
+udp = 10
+
+[[layers]]
+name = "nat"
+default = "allow"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 100
+direction = "out"
+action = "snat"
+snat = { addrs = ["203.0.113.10"], ports = "40000-40001" }
+"#;
+
+const DENY_ALL: &str = r#"
+[[layers]]
+name = "acl"
+default = "deny"
+"#;
+
+const C: [u8; 4] = [10, 0, 0, 1];
+const S: [u8; 4] = [198, 51, 100, 7];
+const PUB: [u8; 4] = [203, 0, 113, 10];
+
+fn udp_out(sport: u16) -> Vec<u8> {
+    udp_frame(VM_MAC, GW_MAC, (C, sport), (S, 53), true)
+}
+
+#[test]
+fn tcp_needs_a_syn_and_replies_need_no_rule() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
+    assert_eq!(run(&mut s, &ack, VM, 0).0, Verdict::Drop(DropReason::NoFlow));
+    let synack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN | tcp::ACK);
+    assert_eq!(run(&mut s, &synack, VM, 0).0, Verdict::Drop(DropReason::NoFlow));
+    let syn = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &syn, VM, 0).0, Verdict::Forward { vport: WAN });
+    let (v, out) = run(
+        &mut s,
+        &tcp_frame(PEER_MAC, GW_MAC, (S, 80), (C, 1000), tcp::SYN | tcp::ACK),
+        WAN,
+        0,
+    );
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    assert_eq!(
+        &out[..],
+        &tcp_frame(PEER_MAC, GW_MAC, (S, 80), (C, 1000), tcp::SYN | tcp::ACK)[..]
+    );
+    let st = s.stats();
+    assert_eq!(st.drop_count(DropReason::NoFlow), 2);
+    assert_eq!(st.flows_created.get(), 1);
+    assert_eq!(st.forwarded.get(), 2);
+    assert_eq!(st.lookups_hit.get(), 1);
+    assert_eq!(st.lookups_miss.get(), 3);
+    assert_eq!(st.flows_active.get(), 1);
+}
+
+#[test]
+fn denied_first_packets_and_non_ip_frames() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(DENY_ALL, 1), &nat, 0, 1);
+    assert_eq!(run(&mut s, &udp_out(1), VM, 0).0, Verdict::Drop(DropReason::PolicyDeny));
+    let arp = eth(
+        [0xff; 6],
+        VM_MAC,
+        0x0806,
+        &[
+            0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 1, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2,
+        ],
+    );
+    assert_eq!(run(&mut s, &arp, VM, 0).0, Verdict::Forward { vport: WAN });
+    assert_eq!(run(&mut s, &arp, WAN, 0).0, Verdict::Forward { vport: VM });
+    assert_eq!(s.stats().l2_forwarded.get(), 2);
+    assert_eq!(s.stats().total_drops(), 1);
+    assert_eq!(s.len(), 0);
+    s.count_drop(DropReason::TxFull);
+    assert_eq!(s.stats().drop_count(DropReason::TxFull), 1);
+}
+
+#[test]
+fn later_fragments_are_dropped() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let mut ip = ipv4(C, S, 17, 64, &[0u8; 16]);
+    ip[6..8].copy_from_slice(&100u16.to_be_bytes()); // offset 800 bytes
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let pkt = eth(GW_MAC, VM_MAC, 0x0800, &ip);
+    assert_eq!(run(&mut s, &pkt, VM, 0).0, Verdict::Drop(DropReason::Fragment));
+}
+
+#[test]
+fn nat_ports_are_exhausted_then_released_by_expiry_and_flush() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    assert!(matches!(run(&mut s, &udp_out(1), VM, 0).0, Verdict::Forward { .. }));
+    assert!(matches!(run(&mut s, &udp_out(2), VM, 0).0, Verdict::Forward { .. }));
+    assert_eq!(
+        run(&mut s, &udp_out(3), VM, 0).0,
+        Verdict::Drop(DropReason::NatExhausted)
+    );
+    assert_eq!(nat.in_use(0), 2);
+
+    // Keep flow 1 alive; flow 2 goes idle past the 10 s UDP timeout.
+    assert!(matches!(
+        run(&mut s, &udp_out(1), VM, 8 * SEC).0,
+        Verdict::Forward { .. }
+    ));
+    assert_eq!(s.expire(9 * SEC, 100), 0);
+    assert_eq!(s.expire(11 * SEC, 100), 1);
+    assert_eq!(s.stats().flows_expired.get(), 1);
+    assert_eq!(nat.in_use(0), 1);
+    let (v, out) = run(&mut s, &udp_out(3), VM, 11 * SEC);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!(check_ipv4(&out, 14).0, PUB);
+
+    assert_eq!(s.flush(), 2);
+    assert_eq!(nat.in_use(0), 0);
+    assert_eq!(s.len(), 0);
+    assert_eq!(s.stats().flows_active.get(), 0);
+}
+
+#[test]
+fn full_table_refuses_new_flows_but_serves_existing_ones() {
+    let nat = Arc::new(NatPorts::new());
+    let cfg = ShardConfig {
+        id: 0,
+        nshards: 1,
+        capacity: 2,
+    };
+    let mut s = Shard::new(cfg, allow_all(), nat);
+    assert!(matches!(run(&mut s, &udp_out(1), VM, 0).0, Verdict::Forward { .. }));
+    assert!(matches!(run(&mut s, &udp_out(2), VM, 0).0, Verdict::Forward { .. }));
+    assert_eq!(run(&mut s, &udp_out(3), VM, 0).0, Verdict::Drop(DropReason::TableFull));
+    assert!(matches!(run(&mut s, &udp_out(1), VM, 0).0, Verdict::Forward { .. }));
+    assert_eq!(s.stats().drop_count(DropReason::TableFull), 1);
+}
+
+#[test]
+fn tcp_idle_timeouts_follow_the_connection_state() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let out = |f| tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), f);
+    let back = |f| tcp_frame(PEER_MAC, GW_MAC, (S, 80), (C, 1000), f);
+    run(&mut s, &out(tcp::SYN), VM, 0);
+    run(&mut s, &back(tcp::SYN | tcp::ACK), WAN, 0);
+    run(&mut s, &out(tcp::ACK), VM, 0);
+    // Established: 240 s.
+    assert_eq!(s.expire(200 * SEC, 10), 0);
+    run(&mut s, &out(tcp::FIN | tcp::ACK), VM, 200 * SEC);
+    run(&mut s, &back(tcp::FIN | tcp::ACK), WAN, 200 * SEC);
+    assert_eq!(s.flows(&FlowFilter::default(), 1)[0].state, "time-wait");
+    // Both FINs: the closed timeout (5 s).
+    assert_eq!(s.expire(204 * SEC, 10), 0);
+    assert_eq!(s.expire(206 * SEC, 10), 1);
+    // A RST closes too; then a new SYN may reuse the tuple.
+    run(&mut s, &out(tcp::SYN), VM, 300 * SEC);
+    run(&mut s, &back(tcp::RST), WAN, 300 * SEC);
+    assert_eq!(s.flows(&FlowFilter::default(), 1)[0].state, "closed");
+    run(&mut s, &out(tcp::SYN), VM, 301 * SEC);
+    assert_eq!(s.flows(&FlowFilter::default(), 1)[0].state, "syn-sent");
+}
+
+#[test]
+fn a_new_generation_reevaluates_pairs_lazily() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    let (_, out) = run(&mut s, &udp_out(7), VM, 0);
+    let port = ports(&out, 14).0;
+
+    // Same rules, new generation: the pair survives with its NAT port.
+    s.set_policy(policy(SNAT_2_PORTS, 2));
+    let (v, out) = run(&mut s, &udp_out(7), VM, 1);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!(ports(&out, 14).0, port);
+    assert_eq!(s.stats().reconciled.get(), 1);
+    assert_eq!(s.flows(&FlowFilter::default(), 1)[0].generation, 2);
+    // Only once per generation.
+    run(&mut s, &udp_out(7), VM, 2);
+    assert_eq!(s.stats().reconciled.get(), 1);
+
+    // No more SNAT: the port is released, packets pass untranslated,
+    // and the reply's key changes accordingly.
+    s.set_policy({
+        let mut p = vfp_core::policy::Policy::allow_all(&vports());
+        p.generation = 3;
+        Arc::new(p)
+    });
+    let (v, out) = run(&mut s, &udp_out(7), VM, 3);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!(check_ipv4(&out, 14).0, C);
+    assert_eq!(nat.in_use(0), 0);
+    let reply = udp_frame(PEER_MAC, GW_MAC, (S, 53), (C, 7), true);
+    assert_eq!(run(&mut s, &reply, WAN, 3).0, Verdict::Forward { vport: VM });
+
+    // Denied now: the pair goes, the packet is dropped, from either side.
+    s.set_policy(policy(DENY_ALL, 4));
+    assert_eq!(run(&mut s, &reply, WAN, 4).0, Verdict::Drop(DropReason::PolicyDeny));
+    assert_eq!(s.len(), 0);
+    assert_eq!(s.stats().flows_removed.get(), 1);
+}
+
+#[test]
+fn flows_are_listed_filtered_and_serialisable() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    run(&mut s, &udp_out(1), VM, 0);
+    run(
+        &mut s,
+        &tcp_frame(VM_MAC, GW_MAC, (C, 9), (S, 443), tcp::SYN),
+        VM,
+        5 * SEC,
+    );
+    assert_eq!(s.flows(&FlowFilter::default(), 10).len(), 2);
+    assert_eq!(s.flows(&FlowFilter::default(), 1).len(), 1);
+    let tcp_only = FlowFilter {
+        proto: Some(6),
+        ..Default::default()
+    };
+    let f = s.flows(&tcp_only, 10);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].forward, "tcp 10.0.0.1:9 > 198.51.100.7:443 vport 0 out");
+    assert!(
+        f[0].reverse.starts_with("tcp 198.51.100.7:443 > 203.0.113.10:"),
+        "{}",
+        f[0].reverse
+    );
+    assert!(f[0].action_fwd.contains("src 203.0.113.10:"), "{}", f[0].action_fwd);
+    assert!(f[0].action_rev.contains("dst 10.0.0.1:9"), "{}", f[0].action_rev);
+    assert_eq!(f[0].state, "syn-sent");
+    let by_port = FlowFilter {
+        port: Some(53),
+        ..Default::default()
+    };
+    let f = s.flows(&by_port, 10);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].idle_ns, 5 * SEC);
+    let json = serde_json::to_string(&f[0]).unwrap();
+    assert!(json.contains("\"state\":\"active\""), "{json}");
+}
