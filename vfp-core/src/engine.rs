@@ -48,7 +48,7 @@ pub fn evaluate(policy: &Policy, parsed: &Parsed, key: &FlowKey) -> Decision {
         // Rewrites of this layer, visible from the next one on.
         let mut next = view;
         let mut ended = false;
-        for &ri in layer.rules_for(key.dir) {
+        for &ri in layer.rules_for(key.dir, key.proto) {
             let ri = ri as usize;
             let Some(rule) = layer.rules.get(ri) else {
                 continue;

@@ -89,3 +89,13 @@ fn bench_policy_is_the_generators_output() {
         "examples/bench-1000-rules.toml is stale: rerun the generator"
     );
 }
+
+#[test]
+fn the_documented_example_loads() {
+    let doc = std::fs::read_to_string(examples_dir().join("../docs/policy.md")).unwrap();
+    let start = doc.find("```toml\n").expect("a toml block in docs/policy.md") + 8;
+    let len = doc[start..].find("```").unwrap();
+    let p = vfp_core::policy::load_str(&doc[start..start + len], "docs/policy.md", &vports())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.layers().len(), 3);
+}

@@ -1,10 +1,11 @@
 //! A layer: rules in evaluation order, its default verdict, and per-rule
 //! hit counters.
 //!
-//! Rules are stored once, sorted by (group, priority, id); for each
-//! direction the layer also keeps the indices of the rules that apply to
-//! it, so the engine scans only the relevant half without testing the
-//! direction of every rule.
+//! Rules are stored once, sorted by (group, priority, id). For each
+//! (direction, protocol bucket) the layer also keeps the indices of the
+//! rules that can apply, in the same order, so the engine skips rules of
+//! the other direction or another protocol without looking at them: an
+//! ACL of mixed TCP and UDP rules costs each first packet only its half.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -12,6 +13,24 @@ use crate::flow::key::Direction;
 
 use super::group::Group;
 use super::rule::{Rule, DIR_IN, DIR_OUT};
+
+/// Protocol buckets: TCP, UDP, ICMP, ICMPv6, anything else. A rule with
+/// a protocol sits in its bucket only (the "other" bucket holds every
+/// other protocol's rules, told apart by the full match); a rule without
+/// one sits in all.
+const BUCKETS: usize = 5;
+
+#[inline]
+fn proto_bucket(p: u8) -> usize {
+    use crate::flow::key::proto;
+    match p {
+        proto::TCP => 0,
+        proto::UDP => 1,
+        proto::ICMP => 2,
+        proto::ICMPV6 => 3,
+        _ => 4,
+    }
+}
 
 /// What a layer does with a packet no terminating rule matched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,9 +63,9 @@ pub struct Layer {
     pub groups: Vec<Group>,
     /// All rules, in evaluation order.
     pub rules: Box<[Rule]>,
-    /// `by_dir[dir as usize]`: indices into `rules` of the rules that apply
-    /// to that direction, in evaluation order.
-    by_dir: [Box<[u32]>; 2],
+    /// `scan[dir as usize][proto_bucket(proto)]`: indices into `rules` of
+    /// the rules that may match such a packet, in evaluation order.
+    scan: [[Box<[u32]>; BUCKETS]; 2],
     /// Slow-path matches per rule (parallel to `rules`).
     hits: Box<[AtomicU64]>,
     pub text: Box<[RuleText]>,
@@ -61,29 +80,33 @@ impl Layer {
         rules: Vec<Rule>,
         text: Vec<RuleText>,
     ) -> Layer {
-        let pick = |bit: u8| -> Box<[u32]> {
+        let pick = |bit: u8, bucket: usize| -> Box<[u32]> {
             (0..rules.len() as u32)
-                .filter(|&i| rules[i as usize].dirs & bit != 0)
+                .filter(|&i| {
+                    let r = &rules[i as usize];
+                    r.dirs & bit != 0 && r.matcher.proto.is_none_or(|p| proto_bucket(p) == bucket)
+                })
                 .collect()
         };
         // Index order matches `Direction as usize`.
-        let by_dir = [pick(DIR_OUT), pick(DIR_IN)];
+        let scan = [DIR_OUT, DIR_IN].map(|bit| std::array::from_fn(|b| pick(bit, b)));
         let hits = rules.iter().map(|_| AtomicU64::new(0)).collect();
         Layer {
             name,
             default,
             groups,
             rules: rules.into_boxed_slice(),
-            by_dir,
+            scan,
             hits,
             text: text.into_boxed_slice(),
         }
     }
 
-    /// Indices of the rules to scan for a packet going `dir`.
+    /// Indices of the rules to scan for a packet going `dir` with IP
+    /// protocol `proto`, in evaluation order.
     #[inline]
-    pub fn rules_for(&self, dir: Direction) -> &[u32] {
-        &self.by_dir[dir as usize]
+    pub fn rules_for(&self, dir: Direction, proto: u8) -> &[u32] {
+        &self.scan[dir as usize][proto_bucket(proto)]
     }
 
     /// Counts a slow-path match of rule `i`. Relaxed: several shards may
