@@ -323,6 +323,22 @@ fn silent_and_vanished_clients_block_nobody() {
 }
 
 #[test]
+fn a_panicking_handler_costs_only_its_connection() {
+    let limits = Limits {
+        max_clients: 1,
+        ..Limits::default()
+    };
+    let fx = Fixture::with_limits(limits);
+    let mut c = Client::connect(fx.sock()).unwrap();
+    c.set_timeout(Some(Duration::from_secs(2))).unwrap();
+    let err = c.call("switch", json!({"vport": "panic", "path": "fast"})).unwrap_err();
+    assert!(matches!(err, ClientError::Closed), "{err}");
+    // The slot was released: the single allowed client can connect again.
+    let mut d = Client::connect(fx.sock()).unwrap();
+    assert!(d.call("status", json!({})).unwrap().result.is_ok());
+}
+
+#[test]
 fn client_limit() {
     let limits = Limits {
         max_clients: 2,

@@ -216,8 +216,13 @@ fn admit(stream: UnixStream, client: u64, shared: &Arc<Shared>) -> Option<JoinHa
     }
     let thread_shared = Arc::clone(shared);
     let spawned = thread::Builder::new().name(format!("vfp-ctl-{client}")).spawn(move || {
+        // Frees the slot (and closes the wake-up clone) even if the handler
+        // panics, so the client sees end-of-file instead of hanging.
+        let _slot = Slot {
+            shared: &thread_shared,
+            client,
+        };
         connection::serve(stream, client, &thread_shared);
-        lock(&thread_shared.clients).remove(&client);
     });
     match spawned {
         Ok(t) => Some(t),
@@ -226,6 +231,18 @@ fn admit(stream: UnixStream, client: u64, shared: &Arc<Shared>) -> Option<JoinHa
             lock(&shared.clients).remove(&client);
             None
         }
+    }
+}
+
+/// A connection's place in [`Shared::clients`], released on drop.
+struct Slot<'a> {
+    shared: &'a Shared,
+    client: u64,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.clients).remove(&self.client);
     }
 }
 

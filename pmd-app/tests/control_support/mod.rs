@@ -44,7 +44,8 @@ impl Drop for TempDir {
 /// Records every command and answers with canned results. Special names
 /// trigger the error paths: vport `nope` / flow id 404 / device
 /// `net_missing0` are `not_found`, device `net_fail0` is `failed`, policy
-/// file `/bad.toml` is invalid, vport `slow` takes 300 ms.
+/// file `/bad.toml` is invalid, vport `slow` takes 300 ms, vport `panic`
+/// panics.
 #[derive(Default)]
 pub struct Mock {
     pub seen: Mutex<Vec<Command>>,
@@ -73,6 +74,9 @@ impl Handler for Mock {
             Command::Switch { vport, path } => {
                 if vport == "nope" {
                     return Err(CtlError::not_found(format!("no vport named \"{vport}\"")));
+                }
+                if vport == "panic" {
+                    panic!("mock handler panics on purpose");
                 }
                 if vport == "slow" {
                     std::thread::sleep(Duration::from_millis(300));
