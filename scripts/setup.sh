@@ -6,7 +6,7 @@ set -euo pipefail
 log() { printf 'setup: %s\n' "$*"; }
 
 need_pkgs=(dpdk dpdk-dev libdpdk-dev libclang-dev clang pkg-config libpcap-dev
-           tshark python3-scapy iproute2 ethtool iputils-ping procps)
+           tshark python3-scapy iproute2 ethtool iputils-ping procps bc)
 missing=()
 for p in "${need_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
