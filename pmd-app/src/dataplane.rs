@@ -64,6 +64,8 @@ pub struct Dataplane {
     pub shard_capacity: usize,
     /// Sequence number of the last command that needs an acknowledgement.
     pub cmd_seq: u64,
+    /// The supervisor's latest rate sample (rates are against it).
+    pub last_sample: Option<crate::report::Snapshot>,
 }
 
 const SWITCH_LOG: usize = 256;
