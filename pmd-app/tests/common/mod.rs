@@ -219,3 +219,6 @@ pub fn hugepages_available() -> bool {
         .unwrap_or(false);
     n >= 256 && mounted
 }
+
+/// Real-kernel plumbing: namespaces, the app under its control socket, TCP streams.
+pub mod netns;
