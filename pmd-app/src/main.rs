@@ -9,6 +9,7 @@ use crossbeam::channel;
 use pmd_app::args::{self, AppArgs};
 use pmd_app::dataplane::{Dataplane, WorkerHandle};
 use pmd_app::dpdk::{self, events, Eal, Mempool};
+use pmd_app::pipeline::Pipeline;
 use pmd_app::report::Snapshot;
 use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
@@ -17,6 +18,7 @@ use pmd_app::{handoff, setup};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vfp_core::action::nat::NatPorts;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -93,16 +95,44 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         running: running.clone(),
         switches: Vec::new(),
         switch_count: 0,
+        drain_dropped: 0,
+        policy: None,
+        nat: Arc::new(NatPorts::new()),
+        shard_capacity: (app.max_flows as usize / workers).max(1024),
+        cmd_seq: 0,
+    };
+    let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
+        Some(file) => {
+            let mut policy = dp.read_policy(file)?;
+            policy.generation = 1;
+            let policy = Arc::new(policy);
+            let pipes = dp.pipelines(&policy, workers)?;
+            log::info!(
+                "policy {} ({} rules), flow table {} pairs per lcore",
+                policy.origin(),
+                policy.rule_count(),
+                dp.shard_capacity
+            );
+            dp.policy = Some(policy);
+            pipes.into_iter().map(Some).collect()
+        }
+        None => {
+            log::info!("no --policy: plain forwarding between paired vports");
+            (0..workers).map(|_| None).collect()
+        }
     };
     let plans = dp.plans(workers);
     let mut main_worker = None;
     for (i, (lcore, plan)) in lcores.iter().zip(plans).enumerate() {
+        let pipe = pipes[i].take();
+        let engine = pipe.as_ref().map(|p| p.shard.stats().clone());
         let (tx, rx) = channel::bounded(64);
         let stats = Arc::new(WorkerStats::default());
         stats.plan_ack.store(plan.generation, Ordering::Release);
         let w = Worker::new(
             i,
             Arc::new(plan),
+            pipe,
             rx,
             inboxes.clone(),
             stats.clone(),
@@ -114,6 +144,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             lcore: *lcore,
             cmds: tx,
             stats,
+            engine,
         });
         if i == 0 {
             main_worker = Some(w);
@@ -150,7 +181,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
 /// Stops and closes every port, empties the hand-off queues and checks
 /// that every mbuf came back to the pool.
 fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
-    let final_stats = Snapshot::take(&dp, None, &|_| Vec::new());
+    let final_stats = Snapshot::take(&dp, None);
     let Dataplane {
         vports,
         workers,

@@ -30,7 +30,7 @@ impl Supervisor {
     pub fn run(mut self) -> Dataplane {
         let mut last_link = Instant::now();
         let mut last_print = Instant::now();
-        let mut sample = Snapshot::take(&self.dp, None, &|_| Vec::new());
+        let mut sample = Snapshot::take(&self.dp, None);
         let mut printed = sample.clone();
         while self.dp.running.load(Ordering::Relaxed) {
             crossbeam::select! {
@@ -44,11 +44,11 @@ impl Supervisor {
                 self.dp.poll_links();
             }
             if now.duration_since(sample.at) >= RATE_SAMPLE {
-                sample = Snapshot::take(&self.dp, Some(&sample), &|_| Vec::new());
+                sample = Snapshot::take(&self.dp, Some(&sample));
             }
             if !self.stats_period.is_zero() && now.duration_since(last_print) >= self.stats_period {
                 last_print = now;
-                let s = Snapshot::take(&self.dp, Some(&printed), &|_| Vec::new());
+                let s = Snapshot::take(&self.dp, Some(&printed));
                 print!("{}", s.render("pmd-app counters"));
                 printed = s;
             }

@@ -24,9 +24,7 @@ impl FlowFilter {
         let ks = &p.keys;
         self.vport.is_none_or(|v| ks.iter().any(|k| k.vport == v))
             && self.proto.is_none_or(|x| ks[0].proto == x)
-            && self
-                .addr
-                .is_none_or(|a| ks.iter().any(|k| k.src == a || k.dst == a))
+            && self.addr.is_none_or(|a| ks.iter().any(|k| k.src == a || k.dst == a))
             && self
                 .port
                 .is_none_or(|x| ks.iter().any(|k| k.src_port == x || k.dst_port == x))
@@ -99,10 +97,7 @@ pub fn fmt_key(k: &FlowKey) -> String {
         proto::ICMPV6 => "icmp6".to_string(),
         p => format!("proto-{p}"),
     };
-    let ports = matches!(
-        k.proto,
-        proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6
-    );
+    let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6);
     let vni = if k.vni == NO_VNI {
         String::new()
     } else {
