@@ -172,9 +172,13 @@ pub fn offloads_off(ns: Option<&Netns>, dev: &str) {
     }
 }
 
-fn no_ipv6(dev: &str) {
+/// No IPv6 and no multicast on a root-namespace interface of ours: the
+/// kernel's own router solicitations, MLD or IGMP reports must not reach
+/// the app (its policy would count them as drops).
+fn quiet(dev: &str) {
     run(Command::new("sysctl").args(["-qw", &format!("net.ipv6.conf.{dev}.disable_ipv6=1")]))
         .unwrap_or_else(|e| panic!("{e}"));
+    ip(&["link", "set", dev, "multicast", "off"]);
 }
 
 /// One namespace and its links to the app.
@@ -210,7 +214,21 @@ impl Side {
             ns,
         };
         let n = s.ns.name.clone();
-        s.ns.sh(&["ip", "link", "add", "br0", "type", "bridge", "stp_state", "0"]);
+        // No STP and no multicast snooping: a snooping bridge joins
+        // 224.0.0.106 and its IGMP report would reach the app's policy.
+        s.ns.sh(&[
+            "ip",
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "stp_state",
+            "0",
+            "mcast_snooping",
+            "0",
+        ]);
+        s.ns.sh(&["ip", "link", "set", "br0", "multicast", "off"]);
         // Not every kernel has the option; without br_netfilter it is moot.
         let _ = run(s
             .ns
@@ -224,7 +242,7 @@ impl Side {
         for (inner, outer) in &ports {
             s.root_links.push(outer.clone());
             ip(&["link", "add", outer, "type", "veth", "peer", "name", inner, "netns", &n]);
-            no_ipv6(outer);
+            quiet(outer);
             offloads_off(None, outer);
             ip(&["link", "set", outer, "up"]);
             s.ns.sh(&["ip", "link", "set", inner, "master", "br0"]);
@@ -242,18 +260,30 @@ impl Side {
                 "on",
             ]);
             offloads_off(Some(&s.ns), inner);
+            s.ns.sh(&["ip", "link", "set", inner, "multicast", "off"]);
             s.ns.sh(&["ip", "link", "set", inner, "up"]);
         }
         if soft {
             let (veth, br, tap) = (root('S'), root('R'), root('T'));
             s.root_links.push(br.clone());
-            ip(&["link", "add", &br, "type", "bridge", "stp_state", "0"]);
+            ip(&[
+                "link",
+                "add",
+                &br,
+                "type",
+                "bridge",
+                "stp_state",
+                "0",
+                "mcast_snooping",
+                "0",
+            ]);
+            ip(&["link", "set", &br, "multicast", "off"]);
             let _ = run(Command::new("ip").args(["link", "set", &br, "type", "bridge", "nf_call_iptables", "0"]));
-            no_ipv6(&br);
+            quiet(&br);
             s.root_links.push(tap.clone());
             // net_tap attaches to an existing multi-queue tap of its iface name.
             ip(&["tuntap", "add", "dev", &tap, "mode", "tap", "multi_queue"]);
-            no_ipv6(&tap);
+            quiet(&tap);
             for d in [&veth, &tap] {
                 ip(&["link", "set", d, "master", &br]);
             }
