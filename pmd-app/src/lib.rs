@@ -7,6 +7,7 @@
 //! `failsafe.rs` decides which of a vport's paths transmits.
 
 pub mod args;
+pub mod commands;
 pub mod control;
 pub mod dataplane;
 pub mod dpdk;

@@ -7,13 +7,15 @@
 use clap::Parser;
 use crossbeam::channel;
 use pmd_app::args::{self, AppArgs};
+use pmd_app::commands::{self, AppHandler};
+use pmd_app::control;
 use pmd_app::dataplane::{Dataplane, WorkerHandle};
 use pmd_app::dpdk::{self, events, Eal, Mempool};
 use pmd_app::pipeline::Pipeline;
 use pmd_app::report::Snapshot;
 use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
-use pmd_app::worker::Worker;
+use pmd_app::worker::{Shared, Worker};
 use pmd_app::{handoff, setup};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -98,8 +100,10 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         drain_dropped: 0,
         policy: None,
         nat: Arc::new(NatPorts::new()),
-        shard_capacity: (app.max_flows as usize / workers).max(1024),
+        shard_capacity: app.max_flows as usize,
         cmd_seq: 0,
+        engine_stats: Default::default(),
+        last_sample: None,
     };
     let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
         Some(file) => {
@@ -134,11 +138,13 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             Arc::new(plan),
             pipe,
             rx,
-            inboxes.clone(),
             stats.clone(),
-            running.clone(),
-            quiesced.clone(),
-            app.idle_sleep_us,
+            Shared {
+                inboxes: inboxes.clone(),
+                running: running.clone(),
+                quiesced: quiesced.clone(),
+                idle_sleep_max_us: app.idle_sleep_us,
+            },
         );
         dp.workers.push(WorkerHandle {
             lcore: *lcore,
@@ -153,8 +159,52 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         }
     }
 
-    let (_rq_tx, rq_rx) = channel::bounded(64);
+    if let Some(e) = dp.workers.iter().map(|w| w.engine.clone()).collect::<Option<Vec<_>>>() {
+        *dp.engine_stats.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+    let sources = telemetry_sources(&dp);
+    if let Err(e) = dpdk::telemetry::register(sources) {
+        log::warn!("DPDK telemetry: {e} (the app's counters will not be there)");
+    }
+    let (rq_tx, rq_rx) = channel::bounded(64);
+    let mut server = if app.no_control_socket {
+        None
+    } else {
+        let path = app
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| control::default_socket_path(&args::file_prefix(eal_args)));
+        let handler = Arc::new(AppHandler {
+            requests: rq_tx.clone(),
+            running: running.clone(),
+        });
+        let s = control::Server::bind(&path, app.control_socket_group.as_deref())
+            .and_then(|s| s.spawn(handler))
+            .map_err(|e| format!("control socket {}: {e}", path.display()));
+        match s {
+            Ok(s) => {
+                log::info!("control socket {}", path.display());
+                Some(s)
+            }
+            Err(e) => {
+                // Workers are already polling: stop them before failing.
+                running.store(false, Ordering::Relaxed);
+                if let Some(w) = main_worker.take() {
+                    w.run();
+                }
+                for l in lcores.iter().skip(1) {
+                    dpdk::lcore::wait(*l);
+                }
+                return Err(e);
+            }
+        }
+    };
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     let sup = Supervisor {
+        reload,
+        policy_file: app.policy.clone(),
         dp,
         events: ev_rx,
         requests: rq_rx,
@@ -175,13 +225,72 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         dpdk::lcore::wait(*l);
     }
     let dp = control.join().map_err(|_| "control thread panicked".to_string())?;
-    teardown(dp, eal)
+    if let Some(s) = server.as_mut() {
+        s.shutdown();
+    }
+    drop(rq_tx);
+    teardown(dp, eal, app.final_stats.as_deref())
+}
+
+/// The app's counters under DPDK telemetry (`dpdk-telemetry.py`:
+/// `/vfp/stats`, `/vfp/drops`), read lock-free from the per-lcore blocks.
+fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::telemetry::Source)> {
+    let workers: Vec<Arc<WorkerStats>> = dp.workers.iter().map(|w| w.stats.clone()).collect();
+    let engine = dp.engine_stats.clone();
+    let w2 = workers.clone();
+    let e2 = engine.clone();
+    let stats: dpdk::telemetry::Source = Box::new(move || {
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+        let mut v = vec![
+            ("rx_packets".to_string(), sum(&|w| w.rx_packets.get())),
+            ("tx_packets".to_string(), sum(&|w| w.tx_packets.get())),
+            ("rx_bytes".to_string(), sum(&|w| w.rx_bytes.get())),
+            ("tx_bytes".to_string(), sum(&|w| w.tx_bytes.get())),
+            ("handoff_packets".to_string(), sum(&|w| w.handoff_out.get())),
+        ];
+        let shards = engine.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (name, _)) in shards.first().map(|s| s.named()).unwrap_or_default().iter().enumerate() {
+            let n: u64 = shards.iter().map(|s| s.named()[i].1).sum();
+            v.push((name.replace('-', "_"), n));
+        }
+        v
+    });
+    let drops: dpdk::telemetry::Source = Box::new(move || {
+        let mut v: Vec<(String, u64)> = pmd_app::stats::AppDrop::ALL
+            .iter()
+            .map(|d| {
+                (
+                    d.as_str().replace('-', "_"),
+                    w2.iter().map(|w| w.drops[*d as usize].get()).sum(),
+                )
+            })
+            .collect();
+        let shards = e2.lock().unwrap_or_else(|e| e.into_inner());
+        for r in vfp_core::shard::DropReason::ALL {
+            let n: u64 = shards.iter().map(|s| s.drop_count(r)).sum();
+            let name = r.as_str().replace('-', "_");
+            match v.iter_mut().find(|(k, _)| *k == name) {
+                Some(e) => e.1 += n,
+                None => v.push((name, n)),
+            }
+        }
+        v
+    });
+    vec![
+        (
+            "/vfp/stats",
+            "pmd-app packet and flow-table counters, summed over lcores",
+            stats,
+        ),
+        ("/vfp/drops", "pmd-app drops by reason, summed over lcores", drops),
+    ]
 }
 
 /// Stops and closes every port, empties the hand-off queues and checks
 /// that every mbuf came back to the pool.
-fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
+fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Result<i32, String> {
     let final_stats = Snapshot::take(&dp, None);
+    let mut stats_json = stats_file.map(|_| commands::stats(&dp, &final_stats));
     let Dataplane {
         vports,
         workers,
@@ -206,6 +315,12 @@ fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
     print!("{}", final_stats.render("final counters"));
     let total = pool.size();
     let avail = pool.available();
+    if let (Some(f), Some(v)) = (stats_file, stats_json.as_mut()) {
+        // Mbufs as they are with every port closed: a leak shows here.
+        v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
+        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        std::fs::write(f, text + "\n").map_err(|e| format!("--final-stats {}: {e}", f.display()))?;
+    }
     let code = if avail == total {
         println!("mbufs: all {total} returned to the pool");
         0

@@ -71,28 +71,35 @@ const INBOX_BUDGET: usize = 256;
 /// Flow-table slots examined for expiry per iteration.
 const EXPIRE_BUDGET: usize = 64;
 
+/// What every worker shares with the others and the control plane.
+#[derive(Clone)]
+pub struct Shared {
+    pub inboxes: Inboxes,
+    pub running: Arc<AtomicBool>,
+    /// Workers that stopped receiving (two-phase shutdown).
+    pub quiesced: Arc<AtomicUsize>,
+    pub idle_sleep_max_us: u32,
+}
+
 impl Worker {
     pub fn new(
         id: usize,
         plan: Arc<WorkerPlan>,
         pipe: Option<Box<Pipeline>>,
         cmds: Receiver<WorkerCmd>,
-        inboxes: Inboxes,
         stats: Arc<WorkerStats>,
-        running: Arc<AtomicBool>,
-        quiesced: Arc<AtomicUsize>,
-        idle_sleep_max_us: u32,
+        shared: Shared,
     ) -> Worker {
         let tx = (0..plan.tx.len()).map(|_| Burst::new()).collect();
         Worker {
             id,
             plan,
             cmds,
-            inboxes,
+            inboxes: shared.inboxes,
             stats,
-            running,
-            quiesced,
-            idle_sleep_max_us,
+            running: shared.running,
+            quiesced: shared.quiesced,
+            idle_sleep_max_us: shared.idle_sleep_max_us,
             tx,
             pipe,
         }
