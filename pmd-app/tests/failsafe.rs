@@ -13,9 +13,12 @@
 //!    again; no crash, no leak, flows kept;
 //! 3. a long TCP stream survives at least ten live switches of both vports
 //!    with no reset and an intact payload, keeping its SNAT port, and
-//!    after each switch transmit really moved to the new path.
+//!    after each switch transmit really moved to the new path;
+//! 4. a connection whose packets arrive on the standby path is admitted
+//!    from its first packet on.
 
 mod common;
+use common::live::*;
 use common::netns::*;
 use common::*;
 use serde_json::Value;
@@ -447,6 +450,57 @@ fn tcp_stream_survives_ten_live_switches() {
     assert!(bytes >= 12 * 32 * REPORT, "only {bytes} bytes streamed");
     let s = Stats(app.ctl(&["stats"]));
     assert!(s.0["switch_count"].as_u64().unwrap_or(0) >= 24, "{:#}", s.0["switches"]);
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
+/// Both paths are polled while both are up: a connection whose packets
+/// from A all arrive on vm's standby path (fast, while vm transmits on
+/// soft) is admitted from its first packet (the SYN) on and carried
+/// without a drop, its replies leaving by the active path.
+#[test]
+fn first_packet_on_the_standby_path_is_admitted() {
+    let topo = Pair::new("fs4", true);
+    let d = Scratch::new("fs4");
+    let app = start_app("fs4", &topo, &d);
+    switch(&app, "vm", "soft");
+    // A's bridge sends everything for B to fast0, whatever it learns.
+    topo.a.ns.sh(&[
+        "bridge", "fdb", "replace", B_MAC, "dev", "fast0", "master", "static", "sticky",
+    ]);
+    let s0 = Stats(app.ctl(&["stats"]));
+
+    let mut stream = Stream::open(&topo, 5401, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+    stream.finish();
+
+    let s1 = poll(END, "every packet accounted for", || {
+        let s = Stats(app.ctl(&["stats"]));
+        accounted(&s).map(|_| s)
+    });
+    assert_eq!(s1.drop_total(), 0, "drops: {:?}", s1.drops());
+    let c = |s: &Stats, p: &str, k: &str| s.path_counter("vm", p, k);
+    assert!(
+        c(&s1, "fast", "rx_packets") > c(&s0, "fast", "rx_packets") + 32 * REPORT / 1500,
+        "A's packets did not arrive on the standby path: {:#}",
+        s1.0
+    );
+    assert_eq!(
+        c(&s1, "fast", "tx_packets"),
+        c(&s0, "fast", "tx_packets"),
+        "the standby path transmitted"
+    );
+    assert!(
+        c(&s1, "soft", "tx_packets") > c(&s0, "soft", "tx_packets"),
+        "{:#}",
+        s1.0
+    );
+    let flows = app.ctl(&["flows", "--proto", "tcp"]);
+    assert_eq!(flow_list(&flows).len(), 1, "{flows:#}");
+    assert_eq!(flow_list(&flows)[0]["id"], flow.0, "{flows:#}");
+
     let o = app.stop(STOP);
     assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("mbufs: all"), "{}", o.all());

@@ -7,6 +7,7 @@
 //! dropped by the policy. See common/netns.rs for the topology.
 
 mod common;
+use common::live::*;
 use common::netns::*;
 use common::*;
 use std::time::Duration;

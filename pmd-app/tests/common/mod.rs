@@ -220,5 +220,7 @@ pub fn hugepages_available() -> bool {
     n >= 256 && mounted
 }
 
-/// Real-kernel plumbing: namespaces, the app under its control socket, TCP streams.
+/// A running app under its control socket, followed helper processes.
+pub mod live;
+/// Real-kernel plumbing: namespaces, bridges, veths and taps around the app.
 pub mod netns;
