@@ -247,6 +247,8 @@ fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::t
             ("rx_bytes".to_string(), sum(&|w| w.rx_bytes.get())),
             ("tx_bytes".to_string(), sum(&|w| w.tx_bytes.get())),
             ("handoff_packets".to_string(), sum(&|w| w.handoff_out.get())),
+            ("busy_cycles".to_string(), sum(&|w| w.busy_cycles.get())),
+            ("busy_packets".to_string(), sum(&|w| w.busy_packets.get())),
         ];
         let shards = engine.lock().unwrap_or_else(|e| e.into_inner());
         for (i, (name, _)) in shards.first().map(|s| s.named()).unwrap_or_default().iter().enumerate() {
