@@ -15,7 +15,9 @@
 //!    with no reset and an intact payload, keeping its SNAT port, and
 //!    after each switch transmit really moved to the new path;
 //! 4. a connection whose packets arrive on the standby path is admitted
-//!    from its first packet on.
+//!    from its first packet on;
+//! 5. a path's link going down and up moves the vport by itself;
+//! 6. so do persistent transmit errors on the fast path.
 
 mod common;
 use common::live::*;
@@ -501,6 +503,121 @@ fn first_packet_on_the_standby_path_is_admitted() {
     assert_eq!(flow_list(&flows).len(), 1, "{flows:#}");
     assert_eq!(flow_list(&flows)[0]["id"], flow.0, "{flows:#}");
 
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
+/// A path's link goes down (net_tap reports the state of its kernel
+/// interface; the interface and its wire are taken down, as when a NIC
+/// loses its link): the vport pinned to that path moves to the other one
+/// by itself, and comes back when the link is up again. (The af_packet PMD
+/// of DPDK 22.11 always reports its link up, so the tap path is the one a
+/// link change can be shown on here.)
+#[test]
+fn link_down_moves_the_vport_and_link_up_brings_it_back() {
+    let topo = Pair::new("fs5", true);
+    let d = Scratch::new("fs5");
+    let app = start_app("fs5", &topo, &d);
+    let tap = topo.a.soft_tap.clone().unwrap();
+    let wire = topo.a.soft_if.clone().unwrap();
+    switch(&app, "vm", "soft");
+    let mut stream = Stream::open(&topo, 5501, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+
+    let wait_active = |want: &str, what: &str| {
+        poll(START, what, || {
+            let st = app.ctl(&["status"]);
+            if active_path(&st, "vm") == want {
+                Ok(st)
+            } else {
+                Err(st.to_string())
+            }
+        })
+    };
+    ip(&["link", "set", &tap, "down"]);
+    ip(&["link", "set", &wire, "down"]);
+    let st = wait_active("fast", "vm leaves its soft path when the link goes down");
+    let vm = st["vports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "vm")
+        .unwrap()
+        .clone();
+    assert_ne!(vm["soft"]["state"], "up", "{vm}");
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    ip(&["link", "set", &wire, "up"]);
+    ip(&["link", "set", &tap, "up"]);
+    wait_active("soft", "vm returns to its pinned soft path when the link is up");
+    let s1 = Stats(app.ctl(&["stats"]));
+    stream.advance(32 * REPORT);
+    let s2 = Stats(app.ctl(&["stats"]));
+    assert!(
+        s2.path_counter("vm", "soft", "tx_packets") > s1.path_counter("vm", "soft", "tx_packets"),
+        "no transmit on vm's soft path after its link came back: {:#}",
+        s2.0
+    );
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+    let sw: Vec<Value> = s2
+        .switches()
+        .into_iter()
+        .filter(|e| e["vport"] == "vm" && e["cause"] != "command")
+        .collect();
+    assert!(sw.len() >= 2, "link switches not logged: {:#?}", s2.switches());
+    for e in &sw {
+        assert!(e["cause"].as_str().is_some_and(|c| c.contains("link")), "cause: {e}");
+    }
+
+    stream.finish();
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
+/// The fast device stops being able to transmit (its kernel interface is
+/// down: every af_packet send fails) without any removal event or link
+/// report: persistent transmit errors make the app fail over to soft by
+/// itself, and it returns to fast once the device transmits again.
+#[test]
+fn persistent_tx_errors_fail_over_and_back() {
+    let topo = Pair::new("fs6", true);
+    let d = Scratch::new("fs6");
+    let app = start_app("fs6", &topo, &d);
+    let mut stream = Stream::open(&topo, 5601, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+
+    let wait_active = |want: &str, what: &str| {
+        poll(START, what, || {
+            let st = app.ctl(&["status"]);
+            if active_path(&st, "vm") == want {
+                Ok(st)
+            } else {
+                // What the device itself reports (DPDK telemetry).
+                let eth = std::process::Command::new("/usr/bin/python3")
+                    .arg(repo_root().join("tests/helpers/telemetry.py"))
+                    .args([prefix("fs6").as_str(), "stats", "0"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+                Err(format!("{st}\nnet_af_packet0 ethdev stats: {eth:?}"))
+            }
+        })
+    };
+    topo.a.set_fast_link(false);
+    wait_active("soft", "vm fails over to soft on persistent tx errors");
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    topo.a.set_fast_link(true);
+    wait_active("fast", "vm returns to fast once it transmits again");
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+
+    stream.finish();
     let o = app.stop(STOP);
     assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("mbufs: all"), "{}", o.all());

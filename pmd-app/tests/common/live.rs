@@ -216,6 +216,34 @@ impl App {
     /// Starts `pmd-app EAL -- APP --control-socket SOCKET` and waits until
     /// the control socket answers `status`.
     pub fn start(eal: &[String], app: &[String], socket: &str, limit: Duration) -> App {
+        // DPDK 22.11's af_packet PMD names its PACKET_FANOUT group
+        // (pid ^ ifindex) & 0xffff; when another process on the host holds
+        // that group id on another interface the probe fails with EINVAL.
+        // A new process has a new pid, hence another group id.
+        const FANOUT_CLASH: &str = "could not set PACKET_FANOUT";
+        let mut attempt = 1;
+        loop {
+            match App::try_start(eal, app, socket, limit) {
+                Ok(a) => return a,
+                Err((_, _, e)) if e.contains(FANOUT_CLASH) && attempt < 4 => {
+                    eprintln!("pmd-app start-up attempt {attempt}: af_packet fanout group id clash, retrying");
+                    attempt += 1;
+                }
+                Err((st, o, e)) => {
+                    panic!("pmd-app exited ({st}) during start-up:\n--- stdout\n{o}\n--- stderr\n{e}")
+                }
+            }
+        }
+    }
+
+    /// One start-up: Err with the exit status and output if the app exits
+    /// before its control socket answers.
+    fn try_start(
+        eal: &[String],
+        app: &[String],
+        socket: &str,
+        limit: Duration,
+    ) -> Result<App, (ExitStatus, String, String)> {
         let mut child = Command::new(pmd_app())
             .args(eal)
             .arg("--")
@@ -246,11 +274,12 @@ impl App {
         loop {
             if let Some(st) = app.child.as_mut().unwrap().try_wait().unwrap() {
                 let (o, e) = app.collect();
-                panic!("pmd-app exited ({st}) during start-up:\n--- stdout\n{o}\n--- stderr\n{e}");
+                app.child = None;
+                return Err((st, o, e));
             }
             let r = app.ctl_output(&["status"]);
             if r.status.success() {
-                return app;
+                return Ok(app);
             }
             if Instant::now() > deadline {
                 let _ = app.child.as_mut().unwrap().kill();

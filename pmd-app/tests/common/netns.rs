@@ -185,6 +185,8 @@ pub struct Side {
     pub fast_if: String,
     /// The soft path's tap (net_tap iface), when the side has one.
     pub soft_tap: Option<String>,
+    /// Root-namespace end of the soft path's veth (the tap's wire to br0).
+    pub soft_if: Option<String>,
     /// Root-namespace interfaces to delete (veth ends, bridge, tap).
     root_links: Vec<String>,
     /// The in-namespace interface holding the address.
@@ -207,6 +209,7 @@ impl Side {
         let mut s = Side {
             fast_if: root('F'),
             soft_tap: None,
+            soft_if: None,
             root_links: Vec::new(),
             dev: "br0",
             ns,
@@ -290,6 +293,7 @@ impl Side {
                 ip(&["link", "set", d, "up"]);
             }
             s.soft_tap = Some(tap);
+            s.soft_if = Some(veth);
         }
         offloads_off(Some(&s.ns), "br0");
         s.ns.sh(&["ip", "addr", "add", cidr, "dev", "br0"]);
