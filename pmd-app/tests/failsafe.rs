@@ -158,6 +158,26 @@ fn switch(app: &App, vport: &str, path: &str) {
     assert_eq!(r["mode"], "pinned", "{r}");
 }
 
+/// Waits (bounded) until vm's active path is `want`, for `what`; returns
+/// vm's entry of `status`. `context` adds diagnostics to a failure.
+fn wait_vm_active(app: &App, want: &str, what: &str, context: impl Fn() -> String) -> Value {
+    poll(START, what, || {
+        let st = app.ctl(&["status"]);
+        if active_path(&st, "vm") == want {
+            Ok(vport_status(&st, "vm"))
+        } else {
+            Err(format!("{st}{}", context()))
+        }
+    })
+}
+
+/// Stops the app: a clean exit with every mbuf back in the pool.
+fn stop_clean(app: App) {
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
 /// Every counter the app reports that must never go back while it runs:
 /// per path, per vport (both paths), per lcore, and the engine's.
 fn monotonic_counters(s: &Stats) -> Vec<(String, u64)> {
@@ -283,9 +303,7 @@ fn planned_switches_under_traffic_lose_nothing() {
     let n = end.0["switch_count"].as_u64().unwrap_or(0);
     assert!(n >= 40, "{n} switches logged, 40 made");
 
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
     let fin = final_stats(&d);
     accounted(&fin).unwrap_or_else(|e| panic!("final stats: {e}"));
     assert_eq!(fin.drop_total(), 0, "final drops: {:?}", fin.drops());
@@ -309,23 +327,10 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
     // hot-unplugged, and the far side's port of it goes down with it.
     app.ctl(&["debug", "unplug", &dev]);
     topo.a.set_fast_link(false);
-    let st = poll(START, "vm fails over to soft by itself", || {
-        let st = app.ctl(&["status"]);
-        match active_path(&st, "vm").as_str() {
-            "soft" => Ok(st),
-            other => Err(format!("active {other}: {st}")),
-        }
-    });
-    let vm = st["vports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "vm")
-        .unwrap()
-        .clone();
+    let vm = wait_vm_active(&app, "soft", "vm fails over to soft by itself", String::new);
     assert_eq!(vm["mode"], "auto", "{vm}");
     assert_ne!(vm["fast"]["state"], "up", "an unplugged device is not up: {vm}");
-    assert_eq!(active_path(&st, "wan"), "fast", "{st}");
+    assert_eq!(active_path(&app.ctl(&["status"]), "wan"), "fast");
 
     let s1 = Stats(app.ctl(&["stats"]));
     stream.advance(32 * REPORT);
@@ -340,13 +345,7 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
     // The VF comes back.
     topo.a.set_fast_link(true);
     app.ctl(&["debug", "plug", &dev, &devargs]);
-    poll(START, "vm fails back to fast by itself", || {
-        let st = app.ctl(&["status"]);
-        match active_path(&st, "vm").as_str() {
-            "fast" => Ok(()),
-            other => Err(format!("active {other}: {st}")),
-        }
-    });
+    wait_vm_active(&app, "fast", "vm fails back to fast by itself", String::new);
     let s3 = Stats(app.ctl(&["stats"]));
     stream.advance(32 * REPORT);
     let s4 = Stats(app.ctl(&["stats"]));
@@ -382,9 +381,7 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
     }
 
     stream.finish();
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
 
     // Counters continue across the removal: what the fast device carried
     // before it went away stays counted while it is away and after.
@@ -452,9 +449,7 @@ fn tcp_stream_survives_ten_live_switches() {
     assert!(bytes >= 12 * 32 * REPORT, "only {bytes} bytes streamed");
     let s = Stats(app.ctl(&["stats"]));
     assert!(s.0["switch_count"].as_u64().unwrap_or(0) >= 24, "{:#}", s.0["switches"]);
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
 }
 
 /// Both paths are polled while both are up: a connection whose packets
@@ -503,9 +498,7 @@ fn first_packet_on_the_standby_path_is_admitted() {
     assert_eq!(flow_list(&flows).len(), 1, "{flows:#}");
     assert_eq!(flow_list(&flows)[0]["id"], flow.0, "{flows:#}");
 
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
 }
 
 /// A path's link goes down (net_tap reports the state of its kernel
@@ -526,33 +519,18 @@ fn link_down_moves_the_vport_and_link_up_brings_it_back() {
     stream.advance(32 * REPORT);
     let flow = flow_of(&app, &stream);
 
-    let wait_active = |want: &str, what: &str| {
-        poll(START, what, || {
-            let st = app.ctl(&["status"]);
-            if active_path(&st, "vm") == want {
-                Ok(st)
-            } else {
-                Err(st.to_string())
-            }
-        })
-    };
     ip(&["link", "set", &tap, "down"]);
     ip(&["link", "set", &wire, "down"]);
-    let st = wait_active("fast", "vm leaves its soft path when the link goes down");
-    let vm = st["vports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "vm")
-        .unwrap()
-        .clone();
+    let what = "vm leaves its soft path when the link goes down";
+    let vm = wait_vm_active(&app, "fast", what, String::new);
     assert_ne!(vm["soft"]["state"], "up", "{vm}");
     stream.advance(32 * REPORT);
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
 
     ip(&["link", "set", &wire, "up"]);
     ip(&["link", "set", &tap, "up"]);
-    wait_active("soft", "vm returns to its pinned soft path when the link is up");
+    let what = "vm returns to its pinned soft path when the link is up";
+    wait_vm_active(&app, "soft", what, String::new);
     let s1 = Stats(app.ctl(&["stats"]));
     stream.advance(32 * REPORT);
     let s2 = Stats(app.ctl(&["stats"]));
@@ -573,9 +551,7 @@ fn link_down_moves_the_vport_and_link_up_brings_it_back() {
     }
 
     stream.finish();
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
 }
 
 /// The fast device stops being able to transmit (its kernel interface is
@@ -591,34 +567,25 @@ fn persistent_tx_errors_fail_over_and_back() {
     stream.advance(32 * REPORT);
     let flow = flow_of(&app, &stream);
 
-    let wait_active = |want: &str, what: &str| {
-        poll(START, what, || {
-            let st = app.ctl(&["status"]);
-            if active_path(&st, "vm") == want {
-                Ok(st)
-            } else {
-                // What the device itself reports (DPDK telemetry).
-                let eth = std::process::Command::new("/usr/bin/python3")
-                    .arg(repo_root().join("tests/helpers/telemetry.py"))
-                    .args([prefix("fs6").as_str(), "stats", "0"])
-                    .output()
-                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-                Err(format!("{st}\nnet_af_packet0 ethdev stats: {eth:?}"))
-            }
-        })
+    // On failure: what the device itself reports (DPDK telemetry).
+    let ethdev = || {
+        let o = std::process::Command::new("/usr/bin/python3")
+            .arg(repo_root().join("tests/helpers/telemetry.py"))
+            .args([prefix("fs6").as_str(), "stats", "0"])
+            .output();
+        let o = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        format!("\nnet_af_packet0 ethdev stats: {o:?}")
     };
     topo.a.set_fast_link(false);
-    wait_active("soft", "vm fails over to soft on persistent tx errors");
+    wait_vm_active(&app, "soft", "vm fails over to soft on persistent tx errors", ethdev);
     stream.advance(32 * REPORT);
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
 
     topo.a.set_fast_link(true);
-    wait_active("fast", "vm returns to fast once it transmits again");
+    wait_vm_active(&app, "fast", "vm returns to fast once it transmits again", ethdev);
     stream.advance(32 * REPORT);
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
 
     stream.finish();
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    stop_clean(app);
 }

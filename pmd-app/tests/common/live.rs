@@ -429,13 +429,21 @@ impl Stats {
     }
 }
 
-/// The active path of `vport` in a `status` result.
-pub fn active_path(status: &Value, vport: &str) -> String {
+/// The entry of `vport` in a `status` result.
+pub fn vport_status(status: &Value, vport: &str) -> Value {
     status["vports"]
         .as_array()
         .and_then(|v| v.iter().find(|x| x["name"] == vport))
-        .and_then(|v| v["active"].as_str())
-        .unwrap_or_else(|| panic!("status has no active path for vport {vport}: {status}"))
+        .cloned()
+        .unwrap_or_else(|| panic!("status has no vport {vport}: {status}"))
+}
+
+/// The active path of `vport` in a `status` result.
+pub fn active_path(status: &Value, vport: &str) -> String {
+    let v = vport_status(status, vport);
+    v["active"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no active path in {v}"))
         .to_string()
 }
 
