@@ -79,6 +79,13 @@ fn run_pcap(name: &str, scenario: &str, policy: &str, extra: &[&str]) -> PcapRun
     let fin = app.wait(LIMIT);
     assert_clean_exit(&fin);
     let stats = Stats::read(&stats, &fin.all());
+    stats.assert_balanced();
+    assert_eq!(
+        stats.lcore_sum("rx_packets"),
+        fates.total() as u64,
+        "{}",
+        stats.pretty()
+    );
     PcapRun { d, fates, fin, stats }
 }
 
@@ -332,7 +339,11 @@ fn malformed_frames_are_counted_never_forwarded_and_good_ones_still_flow() {
         );
     }
     let drops = r.fates.drops();
-    assert_eq!(drops.len(), 3, "the scenario covers the three parse reasons: {drops:?}");
+    assert_eq!(
+        drops.iter().filter(|(k, _)| k.starts_with("parse-")).count(),
+        3,
+        "the scenario covers the three parse reasons: {drops:?}"
+    );
     r.stats.assert_drops(&drops);
     // Good packets after the bad ones: the app kept going.
     assert!(r.fates.vm_in.last().map(|s| s == "wan").unwrap_or(false));
@@ -357,7 +368,8 @@ fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
     let got = tshark_rows(&r.path("vm_out.pcap"), &f);
     assert_eq!(got.len(), sent.len(), "forwarded count\n{}", r.stats.pretty());
     let backends: BTreeSet<&str> = ["10.1.0.5", "10.1.0.6", "10.1.0.7"].into_iter().collect();
-    let mut per_conn: BTreeMap<(String, String), Vec<(String, String, String)>> = BTreeMap::new();
+    // (client address, client port) -> the backend of each of its packets.
+    let mut per_conn: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
     for (i, (s, g)) in sent.iter().zip(&got).enumerate() {
         for x in ["ip.src", "tcp.srcport", "tcp.flags", "frame.len"] {
             assert_eq!(g.get(x), s.get(x), "#{i}: {x}");
@@ -370,7 +382,7 @@ fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
             per_conn
                 .entry((s.get("ip.src"), s.get("tcp.srcport")))
                 .or_default()
-                .push((g.get("ip.dst"), g.get("tcp.dstport"), g.get("tcp.flags")));
+                .push(g.get("ip.dst"));
         } else {
             // Addressed to a backend directly: untouched.
             assert_eq!(
@@ -383,9 +395,9 @@ fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
     let mut spread: HashMap<String, usize> = HashMap::new();
     for (conn, pkts) in &per_conn {
         assert_eq!(pkts.len(), 4, "{conn:?}");
-        let b: BTreeSet<&String> = pkts.iter().map(|p| &p.0).collect();
+        let b: BTreeSet<&String> = pkts.iter().collect();
         assert_eq!(b.len(), 1, "connection {conn:?} went to several backends: {pkts:?}");
-        *spread.entry(pkts[0].0.clone()).or_default() += 1;
+        *spread.entry(pkts[0].clone()).or_default() += 1;
     }
     assert_eq!(spread.len(), 3, "connections per backend: {spread:?}");
     assert!(spread.values().all(|n| *n >= 20), "uneven spread: {spread:?}");
@@ -521,6 +533,7 @@ fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup: Set
     }
     assert_clean_exit(&fin);
     let stats = Stats::read(&stats, &fin.all());
+    stats.assert_balanced();
     let ex = Exchange::read(&dir);
     Driven {
         _links: links,
@@ -1051,9 +1064,11 @@ fn two_queues_two_lcores_one_owner_per_connection() {
         "{}",
         s.pretty()
     );
+    // Replies carry the pool address, so about half of them reach the lcore
+    // that does not own their connection: hand-off was exercised.
     assert!(
-        s.engine("lookups-hit") + s.engine("lookups-miss") >= total,
-        "{}",
+        s.engine("redirects-out") > 0,
+        "no packet was handed to its owner\n{}",
         s.pretty()
     );
 }

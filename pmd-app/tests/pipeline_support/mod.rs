@@ -366,6 +366,19 @@ impl Stats {
         )
     }
 
+    /// Every packet received was transmitted or dropped for a counted
+    /// reason, and the per-vport counters agree with the per-lcore ones.
+    pub fn assert_balanced(&self) {
+        let (rx, tx) = (self.lcore_sum("rx_packets"), self.lcore_sum("tx_packets"));
+        assert_eq!(rx, tx + self.total_drops(), "rx = tx + drops\n{}", self.pretty());
+        let (mut vrx, mut vtx) = (0, 0);
+        for v in self.0["vports"].as_array().cloned().unwrap_or_default() {
+            vrx += v["paths"]["fast"]["rx_packets"].as_u64().unwrap_or(0);
+            vtx += v["paths"]["fast"]["tx_packets"].as_u64().unwrap_or(0);
+        }
+        assert_eq!((vrx, vtx), (rx, tx), "vport vs lcore counters\n{}", self.pretty());
+    }
+
     pub fn total_drops(&self) -> u64 {
         self.drops().values().sum()
     }
