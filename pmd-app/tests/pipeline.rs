@@ -350,6 +350,94 @@ fn malformed_frames_are_counted_never_forwarded_and_good_ones_still_flow() {
 }
 
 #[test]
+fn multi_segment_frames_are_counted_as_such_and_others_still_flow() {
+    let allow_all = repo_root().join("examples/allow-all.toml");
+    let r = run_pcap("jumbo", "jumbo", allow_all.to_str().unwrap(), &[]);
+    let want = expected(&r.frames("vm_in.pcap"), &r.fates.vm_in, "wan");
+    let got = r.frames("wan_out.pcap");
+    assert_eq!(
+        got, want,
+        "the small frames come out unchanged, the big ones not at all"
+    );
+    assert!(r.frames("vm_out.pcap").is_empty());
+    r.stats.assert_drops(&r.fates.drops());
+}
+
+#[test]
+fn vxlan_outer_headers_are_right_at_every_frame_size() {
+    let policy = repo_root().join("examples/acl-snat-vxlan.toml");
+    let r = run_pcap("vxsz", "vxlan-sizes", policy.to_str().unwrap(), &[]);
+    let f = [
+        "frame.len",
+        "eth.src",
+        "eth.dst",
+        "ip.src",
+        "ip.dst",
+        "ip.len",
+        "ip.ttl",
+        "ip.flags.df",
+        "ip.checksum.status",
+        "udp.srcport",
+        "udp.dstport",
+        "udp.length",
+        "udp.checksum",
+        "udp.checksum.status",
+        "tcp.srcport",
+        "tcp.dstport",
+        "tcp.checksum.status",
+        "vxlan.vni",
+    ];
+    // Outbound: SNAT'd and encapsulated.
+    let sent = tshark_rows(&r.path("vm_in.pcap"), &f);
+    let got = tshark_rows(&r.path("wan_out.pcap"), &f);
+    assert_eq!(got.len(), sent.len(), "encapsulated count\n{}", r.stats.pretty());
+    let raw = r.frames("wan_out.pcap");
+    for (i, (s, g)) in sent.iter().zip(&got).enumerate() {
+        let ctx = format!("encap #{i} ({} B in)", s.get("frame.len"));
+        assert_eq!(g.num("frame.len"), s.num("frame.len") + 50, "{ctx}");
+        assert_eq!(g.all("vxlan.vni"), vec!["5001"], "{ctx}");
+        let ip_len: u64 = g.all("ip.len")[0].parse().unwrap();
+        assert_eq!(ip_len, g.num("frame.len") - 14, "{ctx}: outer total length");
+        let udp_len: u64 = g.all("udp.length")[0].parse().unwrap();
+        assert_eq!(udp_len, ip_len - 20, "{ctx}: outer UDP length");
+        assert_eq!(g.all("ip.checksum.status")[0], "1", "{ctx}: outer IPv4 checksum");
+        assert_eq!(g.all("ip.ttl")[0], "64", "{ctx}");
+        assert_eq!(g.all("ip.flags.df")[0], "1", "{ctx}");
+        assert_eq!(
+            (g.all("ip.src")[0].as_str(), g.all("ip.dst")[0].as_str()),
+            ("192.0.2.1", "192.0.2.254")
+        );
+        assert_eq!(g.all("udp.dstport")[0], "4789", "{ctx}");
+        assert_eq!(raw[i][42], 0x08, "{ctx}: VXLAN I flag");
+        // The inner frame: the sent one, SNAT'd, byte count unchanged.
+        assert_eq!(g.all("ip.src")[1], "203.0.113.10", "{ctx}");
+        assert_eq!(g.all("ip.len")[1], s.get("ip.len"), "{ctx}: inner total length");
+        assert_eq!(g.all("ip.checksum.status")[1], "1", "{ctx}: inner IPv4 checksum");
+        assert_eq!(raw[i].len() - 50, s.num("frame.len") as usize, "{ctx}");
+        checksums_good(g, &ctx);
+    }
+    // Inbound: decapsulated and port-forwarded to the VM.
+    let sent = tshark_rows(&r.path("wan_in.pcap"), &f);
+    let got = tshark_rows(&r.path("vm_out.pcap"), &f);
+    assert_eq!(got.len(), sent.len(), "decapsulated count\n{}", r.stats.pretty());
+    for (i, (s, g)) in sent.iter().zip(&got).enumerate() {
+        let ctx = format!("decap #{i} ({} B in)", s.get("frame.len"));
+        assert_eq!(g.num("frame.len") + 50, s.num("frame.len"), "{ctx}");
+        assert!(g.all("vxlan.vni").is_empty(), "{ctx}: still encapsulated");
+        assert_eq!(g.get("eth.dst"), VM_MAC, "{ctx}: set_mac");
+        assert_eq!(
+            (g.get("ip.dst"), g.get("tcp.dstport")),
+            ("10.1.0.4".into(), "22".into()),
+            "{ctx}"
+        );
+        assert_eq!(g.get("ip.len"), s.all("ip.len")[1], "{ctx}: inner total length");
+        checksums_good(g, &ctx);
+    }
+    r.stats.assert_drops::<&str>(&[]);
+    assert_eq!(r.stats.engine("flows-created"), r.fates.total() as u64);
+}
+
+#[test]
 fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
     let policy = repo_root().join("examples/dnat-lb.toml");
     let r = run_pcap("dnat", "dnat", policy.to_str().unwrap(), &[]);
@@ -549,8 +637,10 @@ enum Setup {
     AfPacket2q,
 }
 
-const IP_FIELDS: [&str; 22] = [
+const IP_FIELDS: [&str; 24] = [
+    "ip.hdr_len",
     "frame.len",
+    "vlan.id",
     "eth.src",
     "eth.dst",
     "ip.src",
@@ -741,6 +831,8 @@ fn snat_rewrites_the_source_and_restores_replies() {
     let r = run_driven("snat", "snat", SNAT_POLICY, "0", Setup::Taps);
     let dec = Decoded::new(&r.ex);
     let keep = [
+        "vlan.id",
+        "ip.hdr_len",
         "frame.len",
         "ip.dst",
         "ip.ttl",
@@ -775,7 +867,7 @@ fn snat_rewrites_the_source_and_restores_replies() {
         }
         nat.insert((proto(&s).into(), s.get("ip.src"), sp), gp);
     }
-    assert_eq!(nat.len(), 9);
+    assert_eq!(nat.len(), 11);
     // Replies: destination restored to the VM's address and port.
     let firsts = r.ex.group("first");
     for (k, t) in r.ex.group("replies").into_iter().enumerate() {
@@ -822,7 +914,7 @@ fn snat_rewrites_the_source_and_restores_replies() {
     }
     r.stats
         .assert_drops_probed(&[("no-flow", 1), ("policy-deny", 1)], r.ex.lost_probes());
-    assert_eq!(r.stats.engine("flows-created"), 9, "{}", r.stats.pretty());
+    assert_eq!(r.stats.engine("flows-created"), 11, "{}", r.stats.pretty());
 }
 
 #[test]

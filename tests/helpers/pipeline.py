@@ -36,6 +36,7 @@ import random
 import re
 import select
 import socket
+import struct
 import sys
 import time
 
@@ -109,7 +110,6 @@ class Gen:
 
 
 def write_empty_pcap(path):
-    import struct
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
 
@@ -261,6 +261,38 @@ def gen_malformed(g):
         good()
 
 
+def gen_jumbo(g):
+    """Frames bigger than one mbuf's data room arrive as chained mbufs
+    (net_pcap chains them): the pipeline takes no multi-segment packet,
+    and counts it as such; the packets around it flow."""
+    o = out_eth()
+    for k in range(3):
+        g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10") / UDP(sport=7400 + k, dport=53), "wan")
+    g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10") / UDP(sport=7300, dport=53) / Raw(b"J" * 3000),
+          "multi-segment")
+    g.add("wan", in_eth() / IP(src="198.51.100.7", dst=VM_IP) / TCP(sport=443, dport=7301, flags="S") /
+          Raw(b"J" * 4000), "multi-segment")
+    for k in range(3):
+        g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10") / UDP(sport=7410 + k, dport=53), "wan")
+
+
+def gen_vxlan_sizes(g):
+    """examples/acl-snat-vxlan.toml over every frame size: outbound
+    connections are SNAT'd and encapsulated, inbound tunnelled SYNs to
+    the port forward are decapsulated and DNAT'd (each its own flow, so
+    the order across the two inputs does not matter)."""
+    o = out_eth()
+    sizes = list(range(0, 1473, 97)) + [1472]
+    for k, n in enumerate(sizes):
+        g.add("vm", o / IP(src=VM_IP, dst="198.51.100.7") / UDP(sport=8000 + k, dport=9000) / Raw(b"u" * n), "wan")
+        tcp_pay = max(0, n - 12 - 8)
+        g.add("vm", o / IP(src=VM_IP, dst="198.51.100.7") / TCP(sport=8500 + k, dport=443, flags="S") /
+              Raw(b"t" * tcp_pay), "wan")
+        inner = in_eth() / IP(src="198.51.100.9", dst="203.0.113.10") / \
+            TCP(sport=6100 + k, dport=2222, flags="S") / Raw(b"i" * max(0, n - 50 - 20))
+        g.add("wan", vxlan(5001, "192.0.2.254", "192.0.2.1", inner, sport=50000 + k), "vm")
+
+
 def gen_dnat(g, flows=120, rounds=4):
     rnd = random.Random(5)
     clients = []
@@ -299,10 +331,28 @@ def gen_snat_exhaust(g):
 
 ETH_P_ALL = 0x0003
 PACKET_OUTGOING = 4
+SOL_PACKET = 263
+PACKET_AUXDATA = 8
+TP_STATUS_VLAN_VALID = 1 << 4
+TP_STATUS_VLAN_TPID_VALID = 1 << 6
 
 
 class Fail(Exception):
     pass
+
+
+def with_vlan(data, anc):
+    """The frame as it was on the wire: the kernel strips a received VLAN
+    tag into the packet's metadata (struct tpacket_auxdata)."""
+    for level, kind, aux in anc:
+        if level != SOL_PACKET or kind != PACKET_AUXDATA or len(aux) < 20:
+            continue
+        status, _, _, _, _, tci, tpid = struct.unpack("=IIIHHHH", aux[:20])
+        if status & TP_STATUS_VLAN_VALID:
+            if not status & TP_STATUS_VLAN_TPID_VALID:
+                tpid = 0x8100
+            return data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+    return data
 
 
 class Side:
@@ -311,6 +361,7 @@ class Side:
         self.ifname = ifname
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.setsockopt(SOL_PACKET, PACKET_AUXDATA, 1)
         self.sock.bind((ifname, 0))
         self.sock.setblocking(False)
         self.sent = []
@@ -325,11 +376,12 @@ class Side:
         got = []
         while True:
             try:
-                data, addr = self.sock.recvfrom(65535)
+                data, anc, _, addr = self.sock.recvmsg(65535, socket.CMSG_SPACE(64))
             except BlockingIOError:
                 return got
             if addr[2] == PACKET_OUTGOING:
                 continue
+            data = with_vlan(data, anc)
             self.recv.append(data)
             got.append((len(self.recv) - 1, data))
 
@@ -454,7 +506,10 @@ def reply(frame, flags=None, payload_only=False, **kw):
     tag is not copied: phase() adds a new one)."""
     e = frame
     ip = e[IP]
-    r = Ether(src=e.dst, dst=e.src) / IP(src=ip.dst, dst=ip.src, ttl=kw.get("ttl", 64))
+    r = Ether(src=e.dst, dst=e.src)
+    if Dot1Q in e:
+        r = r / Dot1Q(vlan=e[Dot1Q].vlan)
+    r = r / IP(src=ip.dst, dst=ip.src, ttl=kw.get("ttl", 64))
     if TCP in ip:
         t = ip[TCP]
         r = r / TCP(sport=t.dport, dport=t.sport, flags=flags or "SA", seq=kw.get("seq", 5000),
@@ -531,6 +586,11 @@ def drive_snat(dr):
     # UDP without checksum: stays without one.
     out.append(("vm", o / IP(src=VM_IP, dst="198.51.100.53") / UDP(sport=42100, dport=53, chksum=0), "wan"))
     out.append(("vm", o / IP(src=VM_IP, dst="198.51.100.7") / ICMP(type=8, id=4242, seq=1), "wan"))
+    # A VLAN tag and IPv4 options move the headers: the rewrite must follow.
+    out.append(("vm", Ether(src=VM_MAC, dst=VM_GW_MAC) / Dot1Q(vlan=7) / IP(src=VM_IP, dst="198.51.100.53") /
+                UDP(sport=42200, dport=53), "wan"))
+    out.append(("vm", o / IP(src=VM_IP, dst="198.51.100.7", options=b"\x01\x01\x01\x00") /
+                TCP(sport=42300, dport=443, flags="S", seq=9), "wan"))
     first, tags = dr.phase(out, "first packets")
     dr.extra["first"] = tags
     replies = [("wan", reply(f, "SA"), "vm") for f in first]
@@ -627,7 +687,8 @@ def drive_multiq(dr, conns=64):
     dr.extra["data_in"] = t4
 
 
-GENS = {"acl": gen_acl, "ttl": gen_ttl, "malformed": gen_malformed, "dnat": gen_dnat,
+GENS = {"acl": gen_acl, "ttl": gen_ttl, "malformed": gen_malformed, "dnat": gen_dnat, "jumbo": gen_jumbo,
+        "vxlan-sizes": gen_vxlan_sizes,
         "snat-exhaust": gen_snat_exhaust}
 DRIVES = {"stateful": drive_stateful, "snat": drive_snat, "vxlan": drive_vxlan, "dnat": drive_dnat,
           "multiq": drive_multiq}
