@@ -69,7 +69,7 @@ const SPIN_BEFORE_SLEEP: u32 = 256;
 /// Inbox entries handled per iteration (bounds one iteration's latency).
 const INBOX_BUDGET: usize = 256;
 /// Flow-table slots examined for expiry per iteration.
-const EXPIRE_BUDGET: usize = 64;
+const EXPIRE_BUDGET: usize = 16;
 
 /// What every worker shares with the others and the control plane.
 #[derive(Clone)]
