@@ -43,7 +43,7 @@ impl PcapRun {
 
 /// Generates `scenario`, runs it through the app with `policy` (a path,
 /// or TOML text written to the scratch dir) and returns everything.
-fn run_pcap(name: &str, scenario: &str, policy: &str, extra: &[&str]) -> PcapRun {
+fn run_pcap(name: &str, scenario: &str, policy: &str, lcores: &str) -> PcapRun {
     let _one = serial();
     let d = Scratch::new(name);
     let dir = d.0.to_string_lossy().into_owned();
@@ -70,10 +70,9 @@ fn run_pcap(name: &str, scenario: &str, policy: &str, extra: &[&str]) -> PcapRun
         ),
     ];
     let total = fates.total().to_string();
-    let mut args = vec!["--stop-after", total.as_str()];
-    args.extend_from_slice(extra);
+    let args = ["--stop-after", total.as_str()];
     let app = App::spawn(
-        &eal(name, "0", &vdevs),
+        &eal(name, lcores, &vdevs),
         &app_args("net_pcap0", "net_pcap1", &policy, &stats, &args),
     );
     let fin = app.wait(LIMIT);
@@ -190,7 +189,7 @@ proto = "tcp"
 dst_ports = [22]
 action = "allow"
 "#;
-    let r = run_pcap("acl", "acl", policy, &[]);
+    let r = run_pcap("acl", "acl", policy, "0");
     let (vm_in, wan_in) = (r.frames("vm_in.pcap"), r.frames("wan_in.pcap"));
     let want_wan = expected(&vm_in, &r.fates.vm_in, "wan");
     let want_vm = expected(&wan_in, &r.fates.wan_in, "vm");
@@ -258,7 +257,7 @@ priority = 1
 action = "allow"
 dec_ttl = true
 "#;
-    let r = run_pcap("ttl", "ttl", policy, &[]);
+    let r = run_pcap("ttl", "ttl", policy, "0");
     let f = [
         "frame.len",
         "ip.ttl",
@@ -323,7 +322,7 @@ dec_ttl = true
 #[test]
 fn malformed_frames_are_counted_never_forwarded_and_good_ones_still_flow() {
     let allow_all = repo_root().join("examples/allow-all.toml");
-    let r = run_pcap("malf", "malformed", allow_all.to_str().unwrap(), &[]);
+    let r = run_pcap("malf", "malformed", allow_all.to_str().unwrap(), "0");
     let vm_in = r.frames("vm_in.pcap");
     let want = expected(&vm_in, &r.fates.vm_in, "wan");
     let got = r.frames("wan_out.pcap");
@@ -352,7 +351,7 @@ fn malformed_frames_are_counted_never_forwarded_and_good_ones_still_flow() {
 #[test]
 fn multi_segment_frames_are_counted_as_such_and_others_still_flow() {
     let allow_all = repo_root().join("examples/allow-all.toml");
-    let r = run_pcap("jumbo", "jumbo", allow_all.to_str().unwrap(), &[]);
+    let r = run_pcap("jumbo", "jumbo", allow_all.to_str().unwrap(), "0");
     let want = expected(&r.frames("vm_in.pcap"), &r.fates.vm_in, "wan");
     let got = r.frames("wan_out.pcap");
     assert_eq!(
@@ -366,7 +365,7 @@ fn multi_segment_frames_are_counted_as_such_and_others_still_flow() {
 #[test]
 fn vxlan_outer_headers_are_right_at_every_frame_size() {
     let policy = repo_root().join("examples/acl-snat-vxlan.toml");
-    let r = run_pcap("vxsz", "vxlan-sizes", policy.to_str().unwrap(), &[]);
+    let r = run_pcap("vxsz", "vxlan-sizes", policy.to_str().unwrap(), "0");
     let f = [
         "frame.len",
         "eth.src",
@@ -440,7 +439,7 @@ fn vxlan_outer_headers_are_right_at_every_frame_size() {
 #[test]
 fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
     let policy = repo_root().join("examples/dnat-lb.toml");
-    let r = run_pcap("dnat", "dnat", policy.to_str().unwrap(), &[]);
+    let r = run_pcap("dnat", "dnat", policy.to_str().unwrap(), "0");
     let f = [
         "ip.src",
         "ip.dst",
@@ -494,6 +493,81 @@ fn dnat_spreads_connections_over_backends_and_each_sticks_to_one() {
     assert_eq!(r.stats.engine("flows-created"), 121, "{}", r.stats.pretty());
 }
 
+/// The tag "<Tnnnnn>" the traffic helper puts in every payload.
+fn tag_of(frame: &[u8]) -> Option<u64> {
+    frame.windows(8).find_map(|w| {
+        (w[0] == b'<' && w[1] == b'T' && w[7] == b'>' && w[2..7].iter().all(u8::is_ascii_digit))
+            .then(|| std::str::from_utf8(&w[2..7]).unwrap().parse().unwrap())
+    })
+}
+
+/// Two workers, one rx queue per device: worker 0 receives everything and
+/// hands each packet to the worker owning its flow; every packet of a
+/// connection still reaches one backend, in order.
+#[test]
+fn dnat_on_two_lcores_with_one_rx_queue_hands_packets_to_the_owner() {
+    let policy = repo_root().join("examples/dnat-lb.toml");
+    let r = run_pcap("dnat2", "dnat", policy.to_str().unwrap(), "0-1");
+    let f = [
+        "ip.src",
+        "ip.dst",
+        "tcp.srcport",
+        "tcp.dstport",
+        "tcp.seq_raw",
+        "tcp.checksum.status",
+    ];
+    let sent_rows = tshark_rows(&r.path("wan_in.pcap"), &f);
+    let sent_tags: Vec<Option<u64>> = r.frames("wan_in.pcap").iter().map(|b| tag_of(b)).collect();
+    let by_tag: HashMap<u64, usize> = sent_tags
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| t.map(|t| (t, i)))
+        .collect();
+    let got_rows = tshark_rows(&r.path("vm_out.pcap"), &f);
+    let got_raw = r.frames("vm_out.pcap");
+    let want = r.fates.wan_in.iter().filter(|x| *x == "vm").count();
+    assert_eq!(got_rows.len(), want, "forwarded count\n{}", r.stats.pretty());
+    let mut seen = BTreeSet::new();
+    // (client, port) -> [(input index, backend)] in output order.
+    let mut per_conn: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
+    for (g, raw) in got_rows.iter().zip(&got_raw) {
+        let t = tag_of(raw).expect("an untagged frame came out");
+        assert!(seen.insert(t), "tag {t} came out twice");
+        let i = by_tag[&t];
+        assert_eq!(r.fates.wan_in[i], "vm", "tag {t} should have been dropped");
+        let s = &sent_rows[i];
+        assert_eq!(g.get("tcp.checksum.status"), "1", "tag {t}");
+        assert_eq!(g.get("tcp.seq_raw"), s.get("tcp.seq_raw"), "tag {t}");
+        if s.get("ip.dst") == "203.0.113.50" {
+            per_conn
+                .entry((s.get("ip.src"), s.get("tcp.srcport")))
+                .or_default()
+                .push((i, g.get("ip.dst")));
+        }
+    }
+    assert_eq!(per_conn.len(), 120);
+    for (c, pkts) in &per_conn {
+        assert_eq!(pkts.len(), 4, "{c:?}");
+        assert!(pkts.windows(2).all(|w| w[0].0 < w[1].0), "{c:?}: reordered {pkts:?}");
+        assert!(
+            pkts.iter().all(|p| p.1 == pkts[0].1),
+            "{c:?}: several backends {pkts:?}"
+        );
+    }
+    r.stats.assert_drops(&r.fates.drops());
+    let s = &r.stats;
+    assert_eq!(s.engine("flows-created"), 121, "{}", s.pretty());
+    assert_eq!(s.lcore_sum("flows"), 121, "{}", s.pretty());
+    for l in s.lcores() {
+        assert!(
+            l["flows"].as_u64().unwrap_or(0) > 0,
+            "a worker owns no flow\n{}",
+            s.pretty()
+        );
+    }
+    assert!(s.engine("redirects-out") > 0, "{}", s.pretty());
+}
+
 #[test]
 fn snat_pool_exhaustion_is_counted() {
     let policy = r#"
@@ -523,7 +597,7 @@ direction = "out"
 action = "snat"
 snat = { addrs = ["203.0.113.10"], ports = "20000-20001" }
 "#;
-    let r = run_pcap("snatx", "snat-exhaust", policy, &[]);
+    let r = run_pcap("snatx", "snat-exhaust", policy, "0");
     let got = tshark_rows(
         &r.path("wan_out.pcap"),
         &["ip.src", "udp.srcport", "udp.checksum.status"],
@@ -828,7 +902,23 @@ fn proto(r: &Row) -> &'static str {
 
 #[test]
 fn snat_rewrites_the_source_and_restores_replies() {
-    let r = run_driven("snat", "snat", SNAT_POLICY, "0", Setup::Taps);
+    check_snat(&run_driven("snat", "snat", SNAT_POLICY, "0", Setup::Taps));
+}
+
+/// Two workers, single-queue taps: every packet reaches worker 0, which
+/// hands each to its flow's owner, replies (whose key the NAT changed)
+/// included.
+#[test]
+fn snat_on_two_lcores_with_single_queue_devices() {
+    let r = run_driven("snat2", "snat", SNAT_POLICY, "0-1", Setup::Taps);
+    check_snat(&r);
+    let lc = r.stats.lcores();
+    assert_eq!(lc.len(), 2, "{}", r.stats.pretty());
+    assert_eq!(r.stats.lcore_sum("flows"), 11, "{}", r.stats.pretty());
+    assert!(r.stats.engine("redirects-out") > 0, "{}", r.stats.pretty());
+}
+
+fn check_snat(r: &Driven) {
     let dec = Decoded::new(&r.ex);
     let keep = [
         "vlan.id",
