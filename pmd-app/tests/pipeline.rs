@@ -570,33 +570,8 @@ fn dnat_on_two_lcores_with_one_rx_queue_hands_packets_to_the_owner() {
 
 #[test]
 fn snat_pool_exhaustion_is_counted() {
-    let policy = r#"
-[[layers]]
-name = "acl"
-default = "deny"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-src = ["10.1.0.0/24"]
-action = "allow"
-
-[[layers]]
-name = "nat"
-default = "allow"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-action = "snat"
-snat = { addrs = ["203.0.113.10"], ports = "20000-20001" }
-"#;
+    let policy = SNAT_POLICY.replace("20000-20999", "20000-20001");
+    let policy = policy.as_str();
     let r = run_pcap("snatx", "snat-exhaust", policy, "0");
     let got = tshark_rows(
         &r.path("wan_out.pcap"),

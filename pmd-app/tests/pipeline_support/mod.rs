@@ -180,21 +180,13 @@ impl App {
 
     /// Waits for the app to exit by itself (e.g. `--stop-after`).
     pub fn wait(mut self, limit: Duration) -> Finished {
-        let deadline = Instant::now() + limit;
         let mut child = self.child.take().unwrap();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                panic!("pmd-app did not exit within {limit:?}\n{}", self.output_so_far());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let status = wait_child(&mut child, limit);
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        let Some(status) = status else {
+            panic!("pmd-app did not exit within {limit:?}\n{}", self.output_so_far());
         };
         for r in self.readers.drain(..) {
             let _ = r.join();
@@ -213,6 +205,22 @@ impl Drop for App {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// The child's exit status, or None after killing it at `limit`.
+fn wait_child(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -256,17 +264,8 @@ pub fn drive(scenario: &str, dir: &str, vm: &str, wan: &str, limit: Duration) ->
         let _ = err.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("driver did not finish within {limit:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_child(&mut child, limit) else {
+        return Err(format!("driver did not finish within {limit:?}"));
     };
     let e = errs.join().unwrap_or_default();
     if status.success() {
