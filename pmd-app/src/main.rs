@@ -77,10 +77,16 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     }
 
     let running = Arc::new(AtomicBool::new(true));
-    {
-        let r = running.clone();
-        ctrlc::set_handler(move || r.store(false, Ordering::Relaxed))
-            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    // SIGINT/SIGTERM ask for a clean stop, SIGHUP for a policy reload; the
+    // supervisor acts on both flags.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
     let inboxes = handoff::inboxes(workers);
     let quiesced = Arc::new(AtomicUsize::new(0));
@@ -199,10 +205,8 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             }
         }
     };
-    let reload = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
-        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     let sup = Supervisor {
+        stop,
         reload,
         policy_file: app.policy.clone(),
         dp,
