@@ -45,6 +45,7 @@ impl PcapRun {
 /// or TOML text written to the scratch dir) and returns everything.
 fn run_pcap(name: &str, scenario: &str, policy: &str, lcores: &str) -> PcapRun {
     let _one = serial();
+    let _rt = RuntimeDir::new(name);
     let d = Scratch::new(name);
     let dir = d.0.to_string_lossy().into_owned();
     gen(scenario, &dir);
@@ -610,6 +611,7 @@ struct Driven {
 /// drives `scenario`, stops the app and reads everything back.
 fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup: Setup) -> Driven {
     let _one = serial();
+    let _rt = RuntimeDir::new(name);
     let d = Scratch::new(name);
     let dir = d.0.to_string_lossy().into_owned();
     let policy = if policy.contains('\n') {

@@ -20,6 +20,22 @@ pub fn serial() -> MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The EAL runtime directory of a test's file prefix, removed when
+/// dropped (DPDK leaves it behind after a clean exit).
+pub struct RuntimeDir(pub String);
+
+impl RuntimeDir {
+    pub fn new(name: &str) -> RuntimeDir {
+        RuntimeDir(format!("/var/run/dpdk/{}", crate::common::prefix(name)))
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A short name unique to this test process: `tag` (≤ 4 chars) + pid.
 /// Interface names must fit in 15 bytes.
 pub fn ifname(tag: &str, side: &str) -> String {
