@@ -1,17 +1,32 @@
-//! Support for the pipeline tests (tests/pipeline.rs): the app as a child
-//! that is always killed, kernel interfaces (taps, veth pairs) that are
-//! always deleted, the scapy traffic helper (tests/helpers/pipeline.py),
-//! the `--final-stats` JSON, and tshark rows keyed by field name with
-//! checksum validation on.
+//! Support for the pipeline tests (tests/pipeline.rs: finite pcap runs;
+//! tests/pipeline_driven.rs: step-by-step exchanges through kernel
+//! interfaces): the app as a child that is always killed, kernel
+//! interfaces (taps, veth pairs) that are always deleted, the scapy
+//! traffic helper (tests/helpers/pipeline.py), the `--final-stats` JSON
+//! ([`stats`]) and tshark rows keyed by field name with checksum
+//! validation on ([`decode`]).
 #![allow(dead_code)]
 
-use crate::common::{pmd_app, repo_root};
-use serde_json::Value;
-use std::collections::{BTreeMap, HashMap};
+mod decode;
+mod stats;
+mod traffic;
+
+pub use decode::*;
+pub use stats::*;
+pub use traffic::*;
+
+use crate::common::{pcap_frames, pmd_app, Scratch};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Bound on the app's start and stop, and on a finite pcap run.
+pub const LIMIT: Duration = Duration::from_secs(60);
+/// Bound on a whole driven exchange (each phase has its own 20 s).
+pub const DRIVE_LIMIT: Duration = Duration::from_secs(300);
+/// The VM's MAC in the traffic helper.
+pub const VM_MAC: &str = "02:00:00:00:01:04";
 
 /// The tests run one app at a time: two shared cores, busy-polling apps.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -246,373 +261,6 @@ pub fn assert_clean_exit(f: &Finished) {
     assert!(f.stdout.contains("mbufs: all"), "no mbuf report\n{}", f.all());
 }
 
-fn helper() -> std::path::PathBuf {
-    repo_root().join("tests/helpers/pipeline.py")
-}
-
-/// `pipeline.py gen SCENARIO DIR`.
-pub fn gen(scenario: &str, dir: &str) {
-    let o = Command::new("/usr/bin/python3")
-        .arg(helper())
-        .args(["gen", scenario, dir])
-        .output()
-        .expect("run pipeline.py");
-    assert!(
-        o.status.success(),
-        "pipeline.py gen {scenario} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-/// `pipeline.py drive SCENARIO DIR --vm VM --wan WAN`, bounded by
-/// `limit`; Err carries the driver's diagnosis.
-pub fn drive(scenario: &str, dir: &str, vm: &str, wan: &str, limit: Duration) -> Result<(), String> {
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(helper())
-        .args(["drive", scenario, dir, "--vm", vm, "--wan", wan, "--timeout", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pipeline.py");
-    let mut err = child.stderr.take().unwrap();
-    let errs = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let Some(status) = wait_child(&mut child, limit) else {
-        return Err(format!("driver did not finish within {limit:?}"));
-    };
-    let e = errs.join().unwrap_or_default();
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("driver {scenario}: {status}: {e}"))
-    }
-}
-
-/// What `--final-stats` wrote.
-pub struct Stats(pub Value);
-
-impl Stats {
-    pub fn read(path: &str, ctx: &str) -> Stats {
-        let s = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("--final-stats file {path} not written: {e}\n{ctx}"));
-        Stats(serde_json::from_str(&s).unwrap_or_else(|e| panic!("{path}: not JSON: {e}\n{s}")))
-    }
-
-    /// Drop count for `reason` (absent: 0).
-    pub fn drop_count(&self, reason: &str) -> u64 {
-        self.0["drops"].get(reason).and_then(Value::as_u64).unwrap_or(0)
-    }
-
-    /// Every nonzero drop counter.
-    pub fn drops(&self) -> BTreeMap<String, u64> {
-        let mut m = BTreeMap::new();
-        if let Some(o) = self.0["drops"].as_object() {
-            for (k, v) in o {
-                let n = v.as_u64().unwrap_or_else(|| panic!("drops.{k} is not a count: {v}"));
-                if n > 0 {
-                    m.insert(k.clone(), n);
-                }
-            }
-        }
-        m
-    }
-
-    /// Asserts the nonzero drop counters are exactly `want`.
-    pub fn assert_drops<S: AsRef<str>>(&self, want: &[(S, u64)]) {
-        let want: BTreeMap<String, u64> = want
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| (k.as_ref().to_string(), *n))
-            .collect();
-        assert_eq!(self.drops(), want, "drop counters\n{}", self.pretty());
-    }
-
-    /// Like [`Stats::assert_drops`] for a driven run: probes the driver
-    /// sent before the app forwarded on both vports may have been dropped
-    /// for want of a tx path, at most `lost_probes` of them.
-    pub fn assert_drops_probed<S: AsRef<str>>(&self, want: &[(S, u64)], lost_probes: u64) {
-        let mut got = self.drops();
-        let no_tx = got.remove("no-tx-path").unwrap_or(0);
-        assert!(
-            no_tx <= lost_probes,
-            "{no_tx} no-tx-path drops, only {lost_probes} probes lost\n{}",
-            self.pretty()
-        );
-        let want: BTreeMap<String, u64> = want
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(k, n)| (k.as_ref().to_string(), *n))
-            .collect();
-        assert_eq!(got, want, "drop counters\n{}", self.pretty());
-    }
-
-    pub fn engine(&self, name: &str) -> u64 {
-        self.0["engine"]
-            .get(name)
-            .and_then(Value::as_u64)
-            .unwrap_or_else(|| panic!("engine.{name} missing\n{}", self.pretty()))
-    }
-
-    pub fn lcores(&self) -> Vec<Value> {
-        self.0["lcores"].as_array().cloned().unwrap_or_default()
-    }
-
-    pub fn lcore_sum(&self, field: &str) -> u64 {
-        self.lcores().iter().map(|l| l[field].as_u64().unwrap_or(0)).sum()
-    }
-
-    /// (rx, tx) of a vport's fast path.
-    pub fn vport_fast(&self, name: &str) -> (u64, u64) {
-        let v = self.0["vports"]
-            .as_array()
-            .and_then(|a| a.iter().find(|v| v["name"] == name))
-            .unwrap_or_else(|| panic!("no vport {name}\n{}", self.pretty()));
-        let f = &v["paths"]["fast"];
-        (
-            f["rx_packets"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: rx_packets\n{v}")),
-            f["tx_packets"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("{name}: tx_packets\n{v}")),
-        )
-    }
-
-    /// Every packet received was transmitted or dropped for a counted
-    /// reason, and the per-vport counters agree with the per-lcore ones.
-    pub fn assert_balanced(&self) {
-        let (rx, tx) = (self.lcore_sum("rx_packets"), self.lcore_sum("tx_packets"));
-        assert_eq!(rx, tx + self.total_drops(), "rx = tx + drops\n{}", self.pretty());
-        let (mut vrx, mut vtx) = (0, 0);
-        for v in self.0["vports"].as_array().cloned().unwrap_or_default() {
-            vrx += v["paths"]["fast"]["rx_packets"].as_u64().unwrap_or(0);
-            vtx += v["paths"]["fast"]["tx_packets"].as_u64().unwrap_or(0);
-        }
-        assert_eq!((vrx, vtx), (rx, tx), "vport vs lcore counters\n{}", self.pretty());
-    }
-
-    pub fn total_drops(&self) -> u64 {
-        self.drops().values().sum()
-    }
-
-    pub fn pretty(&self) -> String {
-        serde_json::to_string_pretty(&self.0).unwrap_or_default()
-    }
-}
-
-/// One tshark row: field name -> every occurrence (outer first).
-#[derive(Clone, Debug, Default)]
-pub struct Row(pub HashMap<String, Vec<String>>);
-
-impl Row {
-    /// All occurrences of `f`.
-    pub fn all(&self, f: &str) -> Vec<String> {
-        self.0.get(f).cloned().unwrap_or_default()
-    }
-    /// The first (outermost) occurrence, "" when absent.
-    pub fn get(&self, f: &str) -> String {
-        self.all(f).into_iter().next().unwrap_or_default()
-    }
-    /// The last (innermost) occurrence, "" when absent.
-    pub fn inner(&self, f: &str) -> String {
-        self.all(f).into_iter().last().unwrap_or_default()
-    }
-    pub fn num(&self, f: &str) -> u64 {
-        parse_num(&self.get(f)).unwrap_or_else(|| panic!("field {f} not a number in {self:?}"))
-    }
-    pub fn inner_num(&self, f: &str) -> u64 {
-        parse_num(&self.inner(f)).unwrap_or_else(|| panic!("field {f} not a number in {self:?}"))
-    }
-}
-
-fn parse_num(s: &str) -> Option<u64> {
-    match s.strip_prefix("0x") {
-        Some(h) => u64::from_str_radix(h, 16).ok(),
-        None => s.parse().ok(),
-    }
-}
-
-/// tshark's decoding of every frame of `pcap`, checksums validated
-/// (`*.checksum.status`: 1 good, 0 bad, 2 unverified, 3 not present).
-pub fn tshark_rows(pcap: &str, fields: &[&str]) -> Vec<Row> {
-    let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-n",
-        "-r",
-        pcap,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for o in [
-        "ip.check_checksum:TRUE",
-        "tcp.check_checksum:TRUE",
-        "udp.check_checksum:TRUE",
-    ] {
-        cmd.args(["-o", o]);
-    }
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().expect("run tshark");
-    assert!(
-        o.status.success(),
-        "tshark failed on {pcap}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let cols: Vec<&str> = l.split('|').collect();
-            assert_eq!(cols.len(), fields.len(), "tshark row {l:?}");
-            Row(fields
-                .iter()
-                .zip(cols)
-                .map(|(f, c)| {
-                    let v = if c.is_empty() {
-                        Vec::new()
-                    } else {
-                        c.split(',').map(str::to_owned).collect()
-                    };
-                    (f.to_string(), v)
-                })
-                .collect())
-        })
-        .collect()
-}
-
-/// Where each input packet must end: per input file, in order.
-pub struct Fates {
-    pub vm_in: Vec<String>,
-    pub wan_in: Vec<String>,
-}
-
-impl Fates {
-    pub fn read(dir: &str) -> Fates {
-        let v: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/fates.json")).unwrap()).unwrap();
-        let list = |k: &str| -> Vec<String> {
-            v[k].as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_str().unwrap().to_string())
-                .collect()
-        };
-        Fates {
-            vm_in: list("vm_in"),
-            wan_in: list("wan_in"),
-        }
-    }
-
-    /// Count of packets dropped for each reason, over both inputs.
-    pub fn drops(&self) -> Vec<(String, u64)> {
-        let mut m: BTreeMap<String, u64> = BTreeMap::new();
-        for f in self.vm_in.iter().chain(&self.wan_in) {
-            if f != "vm" && f != "wan" {
-                *m.entry(f.clone()).or_default() += 1;
-            }
-        }
-        m.into_iter().collect()
-    }
-
-    pub fn total(&self) -> usize {
-        self.vm_in.len() + self.wan_in.len()
-    }
-}
-
-/// The driver's log: every tagged packet, where it went in and came out.
-pub struct Exchange {
-    pub dir: String,
-    pub log: Value,
-    pub sent: HashMap<String, Vec<Vec<u8>>>,
-    pub recv: HashMap<String, Vec<Vec<u8>>>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Hop {
-    pub tag: u64,
-    pub sent_on: String,
-    pub sent_idx: usize,
-    pub got_on: Option<String>,
-    pub got_idx: Option<usize>,
-}
-
-impl Exchange {
-    pub fn read(dir: &str) -> Exchange {
-        let log: Value = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/log.json")).unwrap()).unwrap();
-        let mut sent = HashMap::new();
-        let mut recv = HashMap::new();
-        for side in ["vm", "wan"] {
-            sent.insert(
-                side.to_string(),
-                crate::common::pcap_frames(&format!("{dir}/sent_{side}.pcap")),
-            );
-            recv.insert(
-                side.to_string(),
-                crate::common::pcap_frames(&format!("{dir}/recv_{side}.pcap")),
-            );
-        }
-        Exchange {
-            dir: dir.to_string(),
-            log,
-            sent,
-            recv,
-        }
-    }
-
-    pub fn hop(&self, tag: u64) -> Hop {
-        let e = &self.log["tags"][tag.to_string()];
-        assert!(e.is_object(), "no tag {tag} in the driver's log");
-        Hop {
-            tag,
-            sent_on: e["sent_on"].as_str().unwrap().to_string(),
-            sent_idx: e["sent_idx"].as_u64().unwrap() as usize,
-            got_on: e["got_on"].as_str().map(str::to_owned),
-            got_idx: e["got_idx"].as_u64().map(|x| x as usize),
-        }
-    }
-
-    /// The tags of a group the driver recorded (`extra.NAME`).
-    pub fn group(&self, name: &str) -> Vec<u64> {
-        self.log["extra"][name]
-            .as_array()
-            .unwrap_or_else(|| panic!("no group {name} in the driver's log"))
-            .iter()
-            .map(|t| t.as_u64().unwrap())
-            .collect()
-    }
-
-    fn probes(&self, k: &str) -> u64 {
-        ["vm", "wan"].iter().map(|s| self.log[k][s].as_u64().unwrap_or(0)).sum()
-    }
-    /// Readiness probes (non-IP frames) the driver sent, and received back.
-    pub fn probes_sent(&self) -> u64 {
-        self.probes("probes_sent")
-    }
-    pub fn probes_recv(&self) -> u64 {
-        self.probes("probes_recv")
-    }
-    pub fn lost_probes(&self) -> u64 {
-        self.probes_sent() - self.probes_recv()
-    }
-
-    pub fn pcap(&self, kind: &str, side: &str) -> String {
-        format!("{}/{kind}_{side}.pcap", self.dir)
-    }
-
-    /// Frames the app sent out on each side, in order.
-    pub fn received(&self, side: &str) -> &[Vec<u8>] {
-        &self.recv[side]
-    }
-}
-
 /// A unique file prefix and `-l` for a pipeline test.
 pub fn eal(name: &str, lcores: &str, vdevs: &[String]) -> Vec<String> {
     let mut e = crate::common::eal_base(name, lcores);
@@ -640,3 +288,189 @@ pub fn app_args(vm_dev: &str, wan_dev: &str, policy: &str, stats: &str, extra: &
     a.extend(extra.iter().map(|s| s.to_string()));
     a
 }
+
+// --- finite pcap runs -------------------------------------------------------
+
+pub struct PcapRun {
+    pub d: Scratch,
+    pub fates: Fates,
+    pub stats: Stats,
+}
+
+impl PcapRun {
+    pub fn path(&self, f: &str) -> String {
+        self.d.path(f)
+    }
+    pub fn frames(&self, f: &str) -> Vec<Vec<u8>> {
+        pcap_frames(&self.path(f))
+    }
+}
+
+/// Generates `scenario`, runs it through the app with `policy` (a path,
+/// or TOML text written to the scratch dir) and returns everything.
+pub fn run_pcap(name: &str, scenario: &str, policy: &str, lcores: &str) -> PcapRun {
+    let _one = serial();
+    let _rt = RuntimeDir::new(name);
+    let d = Scratch::new(name);
+    let dir = d.0.to_string_lossy().into_owned();
+    gen(scenario, &dir);
+    let fates = Fates::read(&dir);
+    let policy = if policy.contains('\n') {
+        let p = d.path("policy.toml");
+        std::fs::write(&p, policy).unwrap();
+        p
+    } else {
+        policy.to_string()
+    };
+    let stats = d.path("stats.json");
+    let vdevs = [
+        format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            d.path("vm_in.pcap"),
+            d.path("vm_out.pcap")
+        ),
+        format!(
+            "net_pcap1,rx_pcap={},tx_pcap={}",
+            d.path("wan_in.pcap"),
+            d.path("wan_out.pcap")
+        ),
+    ];
+    let total = fates.total().to_string();
+    let args = ["--stop-after", total.as_str()];
+    let app = App::spawn(
+        &eal(name, lcores, &vdevs),
+        &app_args("net_pcap0", "net_pcap1", &policy, &stats, &args),
+    );
+    let fin = app.wait(LIMIT);
+    assert_clean_exit(&fin);
+    let stats = Stats::read(&stats, &fin.all());
+    stats.assert_balanced();
+    assert_eq!(
+        stats.lcore_sum("rx_packets"),
+        fates.total() as u64,
+        "{}",
+        stats.pretty()
+    );
+    PcapRun { d, fates, stats }
+}
+
+// --- driven exchanges through kernel interfaces ------------------------------
+
+pub struct Driven {
+    _links: Links,
+    _d: Scratch,
+    pub ex: Exchange,
+    pub stats: Stats,
+}
+
+/// Starts the app on two taps (or other vdevs on the given kernel ends),
+/// drives `scenario`, stops the app and reads everything back.
+pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup: Setup) -> Driven {
+    let _one = serial();
+    let _rt = RuntimeDir::new(name);
+    let d = Scratch::new(name);
+    let dir = d.0.to_string_lossy().into_owned();
+    let policy = if policy.contains('\n') {
+        let p = d.path("policy.toml");
+        std::fs::write(&p, policy).unwrap();
+        p
+    } else {
+        policy.to_string()
+    };
+    let stats = d.path("stats.json");
+    let mut links = Links::default();
+    let (vdevs, extra, vm_k, wan_k): (Vec<String>, Vec<&str>, String, String) = match setup {
+        Setup::Taps => {
+            let (a, b) = (ifname(name, "v"), ifname(name, "w"));
+            links.tap(&a);
+            links.tap(&b);
+            (
+                vec![format!("net_tap0,iface={a}"), format!("net_tap1,iface={b}")],
+                vec![],
+                a,
+                b,
+            )
+        }
+        Setup::AfPacket2q => {
+            let (a, ak, b, bk) = (
+                ifname(name, "v"),
+                ifname(name, "V"),
+                ifname(name, "w"),
+                ifname(name, "W"),
+            );
+            links.veth(&a, &ak);
+            links.veth(&b, &bk);
+            (
+                vec![
+                    format!("net_af_packet0,iface={a},qpairs=2"),
+                    format!("net_af_packet1,iface={b},qpairs=2"),
+                ],
+                vec!["--queues", "2"],
+                ak,
+                bk,
+            )
+        }
+    };
+    let (vm_dev, wan_dev) = match setup {
+        Setup::Taps => ("net_tap0", "net_tap1"),
+        Setup::AfPacket2q => ("net_af_packet0", "net_af_packet1"),
+    };
+    let mut app = App::spawn(
+        &eal(name, lcores, &vdevs),
+        &app_args(vm_dev, wan_dev, &policy, &stats, &extra),
+    );
+    app.wait_ready(LIMIT);
+    let driven = drive(scenario, &dir, &vm_k, &wan_k, DRIVE_LIMIT);
+    let fin = app.stop(LIMIT);
+    if let Err(e) = &driven {
+        let s = std::fs::read_to_string(&stats).unwrap_or_default();
+        panic!("{e}\nfinal stats: {s}\n{}", fin.all());
+    }
+    assert_clean_exit(&fin);
+    let stats = Stats::read(&stats, &fin.all());
+    stats.assert_balanced();
+    let ex = Exchange::read(&dir);
+    Driven {
+        _links: links,
+        _d: d,
+        ex,
+        stats,
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Setup {
+    Taps,
+    AfPacket2q,
+}
+
+/// The SNAT tests' policy: an outbound-only ACL and SNAT of the VM subnet to
+/// one pool address, ports 20000-20999.
+pub const SNAT_POLICY: &str = r#"
+[[layers]]
+name = "acl"
+default = "deny"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "out"
+src = ["10.1.0.0/24"]
+action = "allow"
+
+[[layers]]
+name = "nat"
+default = "allow"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "out"
+src = ["10.1.0.0/24"]
+action = "snat"
+snat = { addrs = ["203.0.113.10"], ports = "20000-20999" }
+"#;
