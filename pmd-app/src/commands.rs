@@ -143,6 +143,7 @@ fn ports(dp: &Dataplane) -> Value {
                 "rx_queues": p.rx_queues,
                 "tx_queues": p.tx_queues,
                 "rss": p.rss,
+                "tx_ipv4_csum_offload": p.tx_ipv4_csum,
             });
             if let Some(port) = p.port {
                 let link = port.link();

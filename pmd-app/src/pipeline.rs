@@ -103,3 +103,23 @@ impl Pipeline {
 fn dirs_of(p: &Policy) -> Vec<Direction> {
     p.vports().iter().map(|v| v.role.direction()).collect()
 }
+
+/// Computes an IPv4 header checksum the mbuf asked the NIC for, and
+/// clears the request (a path without the offload transmits it).
+pub fn software_ipv4_checksum(m: &mut Mbuf) {
+    let Some((l2, l3)) = m.ipv4_checksum_offloaded() else {
+        return;
+    };
+    m.clear_ipv4_checksum_offload();
+    let (room, off, len) = m.room_mut();
+    let Some(hdr) = room.get_mut(off..off + len).and_then(|d| d.get_mut(l2..l2 + l3)) else {
+        return;
+    };
+    if l3 < 20 {
+        return;
+    }
+    hdr[10] = 0;
+    hdr[11] = 0;
+    let c = vfp_core::wire::checksum::checksum(hdr);
+    hdr[10..12].copy_from_slice(&c.to_be_bytes());
+}

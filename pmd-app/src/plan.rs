@@ -45,6 +45,8 @@ pub struct WorkerPlan {
     pub tx: Vec<TxRoute>,
     /// Per vport: the vport it forwards to without policy.
     pub peer: Vec<u16>,
+    /// Bit v set: vport v's active path computes IPv4 header checksums.
+    pub csum_offload: u64,
 }
 
 /// Declaration slot of a vport's path (fast and soft each take one when
@@ -75,6 +77,7 @@ pub fn build(vports: &[Vport], workers: usize, generation: u64) -> Vec<WorkerPla
             rx: Vec::new(),
             tx: Vec::with_capacity(vports.len()),
             peer: vports.iter().map(|v| v.peer).collect(),
+            csum_offload: 0,
         })
         .collect();
     for (vi, v) in vports.iter().enumerate() {
@@ -95,6 +98,11 @@ pub fn build(vports: &[Vport], workers: usize, generation: u64) -> Vec<WorkerPla
         }
         let slot = v.active.map_or(0, |k| path_slot(vi, k));
         let active = v.active.and_then(|k| v.path(k)).filter(|p| p.port.is_some());
+        if active.is_some_and(|p| p.tx_ipv4_csum) && vi < 64 {
+            for plan in plans.iter_mut() {
+                plan.csum_offload |= 1 << vi;
+            }
+        }
         for (w, plan) in plans.iter_mut().enumerate() {
             plan.tx.push(match active {
                 None => TxRoute::Down,
@@ -131,6 +139,7 @@ mod tests {
             rx_queues: q,
             tx_queues: q,
             rss: q > 1,
+            tx_ipv4_csum: false,
             health: Default::default(),
         }
     }

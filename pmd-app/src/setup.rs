@@ -41,6 +41,7 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
             rx_queues: 0,
             tx_queues: 0,
             rss: false,
+            tx_ipv4_csum: false,
             health: Default::default(),
         })
     };
@@ -129,6 +130,7 @@ pub fn bring_up(dev: &mut PathDev, queues: u16, nb_desc: u16, pool: &Mempool, so
     dev.rx_queues = s.rx_queues;
     dev.tx_queues = s.tx_queues;
     dev.rss = s.rss;
+    dev.tx_ipv4_csum = s.tx_ipv4_csum;
     if s.rx_queues < queues || s.tx_queues < queues {
         log::info!(
             "{}: device offers {} rx / {} tx queue(s), {} wanted",

@@ -70,6 +70,9 @@ pub struct PathDev {
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
+    /// The device computes IPv4 header checksums on transmit (chosen per
+    /// path: a path without it gets them computed in software).
+    pub tx_ipv4_csum: bool,
     /// Transmit-error watch (see `failsafe::poll_links`).
     pub health: TxHealth,
 }
@@ -196,6 +199,7 @@ mod tests {
             rx_queues: 1,
             tx_queues: 1,
             rss: false,
+            tx_ipv4_csum: false,
             health: Default::default(),
         }
     }

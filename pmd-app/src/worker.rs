@@ -175,10 +175,14 @@ impl Worker {
                         self.tx = (0..p.tx.len()).map(|_| Burst::new()).collect();
                     }
                     let gen = p.generation;
+                    if let Some(pipe) = self.pipe.as_mut() {
+                        pipe.shard.set_offload_vports(p.csum_offload);
+                    }
                     self.plan = p;
                     self.stats.plan_ack.store(gen, Ordering::Release);
                 }
-                WorkerCmd::Pipeline(p) => {
+                WorkerCmd::Pipeline(mut p) => {
+                    p.shard.set_offload_vports(self.plan.csum_offload);
                     self.pipe = Some(p);
                 }
                 WorkerCmd::Policy { policy, seq } => {
@@ -253,7 +257,12 @@ impl Worker {
             return;
         };
         match pipe.classify(&mut m, vport, may_redirect, now) {
-            Fate::Tx(out) => self.enqueue_tx(out, m),
+            Fate::Tx(out) => {
+                if pipe.shard.checksum_plan().outer_ipv4_offloaded {
+                    m.offload_ipv4_checksum(14, 20);
+                }
+                self.enqueue_tx(out, m)
+            }
             Fate::HandOff(owner) => self.hand_off(owner, Handoff::Process { vport, mbuf: m }),
             Fate::Drop => drop(m),
             Fate::MultiSegment => {
@@ -382,7 +391,14 @@ impl Worker {
             n += 1;
             self.stats.handoff_in.inc();
             match h {
-                Handoff::Tx { vport, mbuf } => self.enqueue_tx(vport, mbuf),
+                Handoff::Tx { vport, mut mbuf } => {
+                    // Classified under the sender's plan: if this one's
+                    // path lacks the offload, finish the checksum here.
+                    if self.plan.csum_offload & (1 << (vport & 63)) == 0 {
+                        crate::pipeline::software_ipv4_checksum(&mut mbuf);
+                    }
+                    self.enqueue_tx(vport, mbuf)
+                }
                 Handoff::Process { vport, mbuf } => self.pipeline_one(vport, mbuf, false, now),
                 Handoff::Rx { vport, mbuf } => self.pipeline_one(vport, mbuf, true, now),
             }

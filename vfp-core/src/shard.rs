@@ -78,6 +78,9 @@ pub struct Shard {
     snat_port_cursor: u16,
     snat_addr_cursor: usize,
     outer_csum: OuterChecksum,
+    /// Bit v: packets leaving by vport v may leave their pushed outer
+    /// IPv4 checksum to the NIC (its active path offers the offload).
+    offload_vports: u64,
     plan: ChecksumPlan,
     /// Latest time seen, for the control plane's idle times.
     clock_ns: u64,
@@ -104,6 +107,7 @@ impl Shard {
             snat_port_cursor: (cfg.id as u16).wrapping_mul(8191),
             snat_addr_cursor: cfg.id,
             outer_csum: OuterChecksum::Software,
+            offload_vports: 0,
             plan: ChecksumPlan::default(),
             clock_ns: 0,
             cfg,
@@ -131,6 +135,12 @@ impl Shard {
     /// Whether pushed VXLAN headers leave their IPv4 checksum to the NIC.
     pub fn set_outer_checksum(&mut self, c: OuterChecksum) {
         self.outer_csum = c;
+    }
+
+    /// Which egress vports take the outer IPv4 checksum offload (bit v
+    /// for vport v); overrides [`Shard::set_outer_checksum`] for them.
+    pub fn set_offload_vports(&mut self, mask: u64) {
+        self.offload_vports = mask;
     }
 
     /// Checksum work left for the NIC by the last forwarded packet.
@@ -226,7 +236,12 @@ impl Shard {
         let len = frame.len();
         let x = &pair.xpos[side.index()];
         let vport = x.out_vport;
-        match x.apply_with(frame, parsed, self.outer_csum) {
+        let outer = if vport < 64 && self.offload_vports & (1 << vport) != 0 {
+            OuterChecksum::Offload
+        } else {
+            self.outer_csum
+        };
+        match x.apply_with(frame, parsed, outer) {
             Ok(plan) => {
                 pair.touch(side, len, now, parsed.tcp_flags);
                 self.plan = plan;

@@ -82,6 +82,34 @@ impl Mbuf {
         m.pkt_len = (m.pkt_len as i64 + (len as i64 - old)) as u32;
     }
 
+    /// Asks the NIC to compute the IPv4 header checksum of the header at
+    /// `l2_len` (length `l3_len`) on transmit.
+    #[inline(always)]
+    pub fn offload_ipv4_checksum(&mut self, l2_len: u8, l3_len: u16) {
+        let m = self.raw_mut();
+        m.ol_flags |= dpdk_sys::RTE_MBUF_F_TX_IPV4 | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM;
+        // tx_offload bit-fields: l2_len (7 bits), then l3_len (9 bits).
+        m.__bindgen_anon_3.tx_offload = u64::from(l2_len & 0x7f) | (u64::from(l3_len & 0x1ff) << 7);
+    }
+
+    /// The (l2_len, l3_len) of an IPv4 checksum left to the NIC, if any.
+    #[inline(always)]
+    pub fn ipv4_checksum_offloaded(&self) -> Option<(usize, usize)> {
+        let m = self.raw();
+        if m.ol_flags & dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM == 0 {
+            return None;
+        }
+        // SAFETY: tx_offload is a plain u64 view of the union.
+        let t = unsafe { m.__bindgen_anon_3.tx_offload };
+        Some(((t & 0x7f) as usize, ((t >> 7) & 0x1ff) as usize))
+    }
+
+    /// Drops the IPv4 checksum offload request (after computing it).
+    #[inline(always)]
+    pub fn clear_ipv4_checksum_offload(&mut self) {
+        self.raw_mut().ol_flags &= !(dpdk_sys::RTE_MBUF_F_TX_IPV4 | dpdk_sys::RTE_MBUF_F_TX_IP_CKSUM);
+    }
+
     /// Prefetches the first cache line of packet data.
     #[inline(always)]
     pub fn prefetch(&self) {

@@ -54,7 +54,12 @@ pub struct PortSetup {
     pub rss: bool,
     /// Why RSS is off, for the log.
     pub rss_note: Option<String>,
+    /// The device computes IPv4 header checksums on transmit.
+    pub tx_ipv4_csum: bool,
 }
+
+/// RTE_ETH_TX_OFFLOAD_IPV4_CKSUM (RTE_BIT64(1); bindgen cannot expand it).
+const TX_OFFLOAD_IPV4_CKSUM: u64 = 1 << 1;
 
 fn rc_err(what: &str, port: Port, rc: i32) -> String {
     format!("port {} ({}): {what} failed: {}", port.0, port.name(), strerror(rc))
@@ -157,6 +162,10 @@ impl Port {
                 )
             }
         };
+        let tx_ipv4_csum = info.tx_offload_capa & TX_OFFLOAD_IPV4_CKSUM != 0;
+        if tx_ipv4_csum {
+            conf.txmode.offloads |= TX_OFFLOAD_IPV4_CKSUM;
+        }
         // SAFETY: conf (and the key it points to) live across the call.
         let rc = unsafe { dpdk_sys::rte_eth_dev_configure(self.0, rxq, txq, &conf) };
         if rc != 0 {
@@ -197,6 +206,7 @@ impl Port {
             tx_queues: txq,
             rss,
             rss_note,
+            tx_ipv4_csum,
         })
     }
 
