@@ -64,6 +64,9 @@ pub struct Dataplane {
     pub shard_capacity: usize,
     /// Sequence number of the last command that needs an acknowledgement.
     pub cmd_seq: u64,
+    /// Every shard's counters, for readers off the control thread
+    /// (DPDK telemetry); filled when the pipeline starts.
+    pub engine_stats: Arc<std::sync::Mutex<Vec<Arc<ShardStats>>>>,
     /// The supervisor's latest rate sample (rates are against it).
     pub last_sample: Option<crate::report::Snapshot>,
 }

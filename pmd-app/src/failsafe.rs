@@ -17,11 +17,35 @@ use crate::dpdk::events::{self, DeviceEvent};
 use crate::dpdk::{Burst, Port};
 use crate::handoff::Handoff;
 use crate::setup;
-use crate::vport::{PathKind, PathState, SwitchMode};
+use crate::vport::{PathDev, PathKind, PathState, SwitchMode};
+use std::time::{Duration, Instant};
 
 /// Bursts drained per rx queue of a departing device (bounded: a device
 /// that keeps producing, like an infinite pcap, must not hold us here).
 const DRAIN_BURSTS: usize = 64;
+/// Consecutive 100 ms link polls with failing transmits before the
+/// active path is declared faulty.
+const FAULT_POLLS: u32 = 3;
+
+/// Kernel carrier of the interface an af_packet path is bound to (its
+/// driver reports link up regardless); `None` when not applicable.
+fn carrier(p: &PathDev) -> Option<bool> {
+    if !p.device.starts_with("net_af_packet") && !p.device.starts_with("eth_af_packet") {
+        return None;
+    }
+    let iface = p
+        .devargs
+        .as_deref()?
+        .split(',')
+        .find_map(|kv| kv.strip_prefix("iface="))?;
+    match std::fs::read_to_string(format!("/sys/class/net/{iface}/carrier")) {
+        Ok(s) => Some(s.trim() == "1"),
+        // Reading carrier of an interface that is down fails (EINVAL);
+        // a vanished interface has no file: both mean no link.
+        Err(_) => Some(false),
+    }
+}
+
 /// Attempts (10 us apart) to put a drained packet into a full inbox.
 const DRAIN_PUSH_TRIES: u32 = 10_000;
 
@@ -104,35 +128,91 @@ impl Dataplane {
             .find_map(|(i, v)| v.path_of(port).map(|k| (i, k)))
     }
 
-    /// Link state of every started device; switches on a change.
+    /// Link state and transmit health of every started device; switches
+    /// on a change. A path is down when its link is down (for af_packet,
+    /// whose driver always reports link up, when its kernel interface has
+    /// no carrier). The active path is *faulty* when its transmits keep
+    /// failing (`oerrors` growing as fast as `opackets`) for
+    /// [`FAULT_POLLS`] polls; it is tried again after a back-off that
+    /// doubles on every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
-        let mut changed = false;
+        let now = Instant::now();
+        let mut causes: Vec<&'static str> = Vec::new();
         for v in self.vports.iter_mut() {
             let name = v.name.clone();
+            let active = v.active;
             for k in PathKind::BOTH {
                 let Some(p) = v.path_mut(k) else { continue };
                 let Some(port) = p.port else { continue };
-                let up = port.link().up;
-                let next = match (p.state, up) {
-                    (PathState::Up, false) => PathState::LinkDown,
+                let up = port.link().up && carrier(p).unwrap_or(true);
+                let mut next = match (p.state, up) {
+                    (PathState::Up, false) | (PathState::Faulty, false) => PathState::LinkDown,
                     (PathState::LinkDown, true) => PathState::Up,
                     (s, _) => s,
                 };
-                if next != p.state {
-                    log::warn!(
-                        "vport {}: {} path {} link {}",
-                        name,
+                let st = port.stats();
+                let h = &mut p.health;
+                let (errs, sent) = (
+                    st.oerrors.saturating_sub(h.oerrors),
+                    st.opackets.saturating_sub(h.opackets),
+                );
+                (h.oerrors, h.opackets) = (st.oerrors, st.opackets);
+                if next == PathState::Up && active == Some(k) {
+                    if errs > 0 && errs >= sent {
+                        h.bad_polls += 1;
+                    } else if errs == 0 {
+                        h.bad_polls = 0;
+                    }
+                    if h.bad_polls >= FAULT_POLLS {
+                        let recent = h
+                            .last_fault
+                            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60));
+                        h.backoff_ms = if recent {
+                            (h.backoff_ms * 2).clamp(1000, 30_000)
+                        } else {
+                            1000
+                        };
+                        h.retry_at = Some(now + Duration::from_millis(h.backoff_ms));
+                        h.last_fault = Some(now);
+                        h.bad_polls = 0;
+                        next = PathState::Faulty;
+                        log::warn!(
+                            "vport {name}: {} path {} fails to transmit ({errs} errors / {sent} packets in the last \
+                             poll), faulty for {} ms",
+                            k.as_str(),
+                            p.device,
+                            h.backoff_ms
+                        );
+                        causes.push("tx-errors");
+                    }
+                } else if p.state == PathState::Faulty && h.retry_at.is_some_and(|t| now >= t) {
+                    log::info!(
+                        "vport {name}: {} path {} back in service after its back-off",
                         k.as_str(),
-                        p.device,
-                        if up { "up" } else { "down" }
+                        p.device
                     );
+                    h.retry_at = None;
+                    h.bad_polls = 0;
+                    next = PathState::Up;
+                    causes.push("tx-retry");
+                }
+                if next != p.state {
+                    if matches!((p.state, next), (_, PathState::LinkDown) | (PathState::LinkDown, _)) {
+                        log::warn!(
+                            "vport {}: {} path {} link {}",
+                            name,
+                            k.as_str(),
+                            p.device,
+                            if up { "up" } else { "down" }
+                        );
+                        causes.push("link-change");
+                    }
                     p.state = next;
-                    changed = true;
                 }
             }
         }
-        if changed {
-            if let Err(e) = self.reconcile("link-change") {
+        if let Some(cause) = causes.first() {
+            if let Err(e) = self.reconcile(cause) {
                 log::error!("{e}");
             }
         }

@@ -77,10 +77,16 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     }
 
     let running = Arc::new(AtomicBool::new(true));
-    {
-        let r = running.clone();
-        ctrlc::set_handler(move || r.store(false, Ordering::Relaxed))
-            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    // SIGINT/SIGTERM ask for a clean stop, SIGHUP for a policy reload; the
+    // supervisor acts on both flags.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
     let inboxes = handoff::inboxes(workers);
     let quiesced = Arc::new(AtomicUsize::new(0));
@@ -102,6 +108,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         nat: Arc::new(NatPorts::new()),
         shard_capacity: app.max_flows as usize,
         cmd_seq: 0,
+        engine_stats: Default::default(),
         last_sample: None,
     };
     let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
@@ -158,6 +165,13 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         }
     }
 
+    if let Some(e) = dp.workers.iter().map(|w| w.engine.clone()).collect::<Option<Vec<_>>>() {
+        *dp.engine_stats.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+    let sources = telemetry_sources(&dp);
+    if let Err(e) = dpdk::telemetry::register(sources) {
+        log::warn!("DPDK telemetry: {e} (the app's counters will not be there)");
+    }
     let (rq_tx, rq_rx) = channel::bounded(64);
     let mut server = if app.no_control_socket {
         None
@@ -191,10 +205,8 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             }
         }
     };
-    let reload = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
-        .map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
     let sup = Supervisor {
+        stop,
         reload,
         policy_file: app.policy.clone(),
         dp,
@@ -239,6 +251,62 @@ fn discard_rx(port: dpdk::Port, rx_queues: u16) {
             burst.free_all();
         }
     }
+}
+
+/// The app's counters under DPDK telemetry (`dpdk-telemetry.py`:
+/// `/vfp/stats`, `/vfp/drops`), read lock-free from the per-lcore blocks.
+fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::telemetry::Source)> {
+    let workers: Vec<Arc<WorkerStats>> = dp.workers.iter().map(|w| w.stats.clone()).collect();
+    let engine = dp.engine_stats.clone();
+    let w2 = workers.clone();
+    let e2 = engine.clone();
+    let stats: dpdk::telemetry::Source = Box::new(move || {
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+        let mut v = vec![
+            ("rx_packets".to_string(), sum(&|w| w.rx_packets.get())),
+            ("tx_packets".to_string(), sum(&|w| w.tx_packets.get())),
+            ("rx_bytes".to_string(), sum(&|w| w.rx_bytes.get())),
+            ("tx_bytes".to_string(), sum(&|w| w.tx_bytes.get())),
+            ("handoff_packets".to_string(), sum(&|w| w.handoff_out.get())),
+            ("busy_cycles".to_string(), sum(&|w| w.busy_cycles.get())),
+            ("busy_packets".to_string(), sum(&|w| w.busy_packets.get())),
+        ];
+        let shards = engine.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (name, _)) in shards.first().map(|s| s.named()).unwrap_or_default().iter().enumerate() {
+            let n: u64 = shards.iter().map(|s| s.named()[i].1).sum();
+            v.push((name.replace('-', "_"), n));
+        }
+        v
+    });
+    let drops: dpdk::telemetry::Source = Box::new(move || {
+        let mut v: Vec<(String, u64)> = pmd_app::stats::AppDrop::ALL
+            .iter()
+            .map(|d| {
+                (
+                    d.as_str().replace('-', "_"),
+                    w2.iter().map(|w| w.drops[*d as usize].get()).sum(),
+                )
+            })
+            .collect();
+        let shards = e2.lock().unwrap_or_else(|e| e.into_inner());
+        for r in vfp_core::shard::DropReason::ALL {
+            let n: u64 = shards.iter().map(|s| s.drop_count(r)).sum();
+            let name = r.as_str().replace('-', "_");
+            match v.iter_mut().find(|(k, _)| *k == name) {
+                Some(e) => e.1 += n,
+                None => v.push((name, n)),
+            }
+        }
+        v
+    });
+    vec![
+        (
+            "/vfp/stats",
+            "pmd-app packet and flow-table counters, summed over lcores",
+            stats,
+        ),
+        ("/vfp/drops", "pmd-app drops by reason, summed over lcores", drops),
+    ]
 }
 
 /// Stops and closes every port, empties the hand-off queues and checks

@@ -16,12 +16,20 @@ pub struct RxQueue {
     pub port: Port,
     pub queue: u16,
     pub vport: u16,
+    /// Counter slot of the (vport, path) the queue belongs to.
+    pub slot: u16,
+}
+
+/// Counter slot of a vport's path: counters follow the path, not the
+/// ethdev port id, which changes when a device is re-plugged.
+pub fn path_slot(vport: usize, k: PathKind) -> u16 {
+    (vport * 2 + k as usize) as u16
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxRoute {
-    /// Transmit on this port's queue.
-    Queue { port: Port, queue: u16 },
+    /// Transmit on this port's queue (counted under path `slot`).
+    Queue { port: Port, queue: u16, slot: u16 },
     /// This worker has no tx queue on the active device: hand the packet
     /// to the worker that has.
     Via(usize),
@@ -81,9 +89,11 @@ pub fn build(vports: &[Vport], workers: usize, generation: u64) -> Vec<WorkerPla
                     port,
                     queue: q,
                     vport: vi as u16,
+                    slot: path_slot(vi, *k),
                 });
             }
         }
+        let slot = v.active.map_or(0, |k| path_slot(vi, k));
         let active = v.active.and_then(|k| v.path(k)).filter(|p| p.port.is_some());
         for (w, plan) in plans.iter_mut().enumerate() {
             plan.tx.push(match active {
@@ -91,7 +101,11 @@ pub fn build(vports: &[Vport], workers: usize, generation: u64) -> Vec<WorkerPla
                 Some(p) => {
                     let port = p.port.expect("filtered");
                     if (w as u16) < p.tx_queues {
-                        TxRoute::Queue { port, queue: w as u16 }
+                        TxRoute::Queue {
+                            port,
+                            queue: w as u16,
+                            slot,
+                        }
                     } else {
                         TxRoute::Via(w % p.tx_queues.max(1) as usize)
                     }
@@ -117,6 +131,7 @@ mod tests {
             rx_queues: q,
             tx_queues: q,
             rss: q > 1,
+            health: Default::default(),
         }
     }
 
@@ -165,7 +180,8 @@ mod tests {
             after[0].tx[0],
             TxRoute::Queue {
                 port: Port(1),
-                queue: 0
+                queue: 0,
+                slot: path_slot(0, PathKind::Soft)
             }
         );
         assert_eq!(after[1].tx[0], TxRoute::Via(0));

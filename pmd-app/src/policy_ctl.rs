@@ -66,8 +66,11 @@ impl Dataplane {
         let policy = Arc::new(policy);
         if self.policy.is_none() {
             let pipes = self.pipelines(&policy, self.workers.len())?;
+            let mut shared = self.engine_stats.lock().unwrap_or_else(|e| e.into_inner());
+            shared.clear();
             for (w, p) in self.workers.iter_mut().zip(pipes) {
                 w.engine = Some(p.shard.stats().clone());
+                shared.push(p.shard.stats().clone());
                 w.cmds
                     .send(WorkerCmd::Pipeline(p))
                     .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;

@@ -82,7 +82,7 @@ impl Snapshot {
         let at = Instant::now();
         let secs = prev.map(|p| at.duration_since(p.at).as_secs_f64()).unwrap_or(0.0);
         let mut paths = Vec::new();
-        for v in &dp.vports {
+        for (vi, v) in dp.vports.iter().enumerate() {
             for k in PathKind::BOTH {
                 let Some(p) = v.path(k) else { continue };
                 let mut row = PathRow {
@@ -94,14 +94,13 @@ impl Snapshot {
                     active: v.active == Some(k),
                     ..PathRow::default()
                 };
-                if let Some(port) = p.port {
-                    for w in &dp.workers {
-                        let c = w.stats.port(port.0);
-                        row.rx_packets += c.rx_packets.get();
-                        row.tx_packets += c.tx_packets.get();
-                        row.rx_bytes += c.rx_bytes.get();
-                        row.tx_bytes += c.tx_bytes.get();
-                    }
+                let slot = crate::plan::path_slot(vi, k);
+                for w in &dp.workers {
+                    let c = w.stats.port(slot);
+                    row.rx_packets += c.rx_packets.get();
+                    row.tx_packets += c.tx_packets.get();
+                    row.rx_bytes += c.rx_bytes.get();
+                    row.tx_bytes += c.tx_bytes.get();
                 }
                 if let Some(old) = prev.and_then(|s| s.paths.iter().find(|r| r.device == row.device)) {
                     row.rx_pps = rate(row.rx_packets, old.rx_packets, secs);

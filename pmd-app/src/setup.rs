@@ -7,6 +7,9 @@ use crate::dpdk::{Mempool, Port};
 use crate::vport::{pair_peer, PathDev, PathState, SwitchMode, Vport};
 use vfp_core::topology::Role;
 
+/// Vports one instance serves (two counter slots each, see `plan::path_slot`).
+pub const MAX_VPORTS: usize = crate::stats::MAX_PORTS / 2;
+
 /// Vports from `--vport` specs, or one per probed port when none given.
 pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<Vec<Vport>, String> {
     let ports = Port::all();
@@ -38,6 +41,7 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
             rx_queues: 0,
             tx_queues: 0,
             rss: false,
+            health: Default::default(),
         })
     };
     if specs.is_empty() {
@@ -45,6 +49,9 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
             return Err("no DPDK ports: declare devices with --vdev or -a (e.g. --no-pci --vdev net_null0)".into());
         }
         let n = ports.len();
+        if n > MAX_VPORTS {
+            return Err(format!("{n} ports probed; at most {MAX_VPORTS} are supported"));
+        }
         return ports
             .iter()
             .enumerate()
@@ -60,6 +67,12 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
                 })
             })
             .collect();
+    }
+    if specs.len() > MAX_VPORTS {
+        return Err(format!(
+            "{} vports declared; at most {MAX_VPORTS} are supported",
+            specs.len()
+        ));
     }
     let mut seen_dev: Vec<&str> = Vec::new();
     let mut out = Vec::new();

@@ -5,7 +5,8 @@
 use std::sync::atomic::AtomicU64;
 use vfp_core::counter::Counter;
 
-/// Ports a worker keeps per-port counters for (DPDK's RTE_MAX_ETHPORTS).
+/// Path counter slots a worker keeps (two per vport, see
+/// `plan::path_slot`), so counters survive a device's re-plug.
 pub const MAX_PORTS: usize = 32;
 
 /// Drops decided by the app around the engine (the engine counts its own).

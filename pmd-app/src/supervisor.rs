@@ -20,6 +20,8 @@ const RATE_SAMPLE: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     pub dp: Dataplane,
+    /// Set by SIGINT/SIGTERM: stop cleanly.
+    pub stop: Arc<AtomicBool>,
     /// Set by SIGHUP: re-read the policy file.
     pub reload: Arc<AtomicBool>,
     /// The file SIGHUP re-reads (the last one loaded).
@@ -52,6 +54,10 @@ impl Supervisor {
             if now.duration_since(sample.at) >= RATE_SAMPLE {
                 sample = Snapshot::take(&self.dp, Some(&sample));
                 self.dp.last_sample = Some(sample.clone());
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                log::info!("signal received, stopping");
+                self.dp.running.store(false, Ordering::Relaxed);
             }
             if self.reload.swap(false, Ordering::Relaxed) {
                 self.reload_policy();

@@ -70,6 +70,25 @@ pub struct PathDev {
     pub rx_queues: u16,
     pub tx_queues: u16,
     pub rss: bool,
+    /// Transmit-error watch (see `failsafe::poll_links`).
+    pub health: TxHealth,
+}
+
+/// What the control plane remembers to tell a path that keeps failing to
+/// transmit (the driver takes the packets but counts them as `oerrors`)
+/// from one that works, and when to give a faulty path another try.
+#[derive(Clone, Debug, Default)]
+pub struct TxHealth {
+    /// Device counters at the previous poll.
+    pub oerrors: u64,
+    pub opackets: u64,
+    /// Consecutive polls in which transmits failed.
+    pub bad_polls: u32,
+    /// Faulty until then; the wait doubles on each relapse.
+    pub retry_at: Option<std::time::Instant>,
+    pub backoff_ms: u64,
+    /// Last time the path was found faulty.
+    pub last_fault: Option<std::time::Instant>,
 }
 
 impl PathDev {
@@ -177,6 +196,7 @@ mod tests {
             rx_queues: 1,
             tx_queues: 1,
             rss: false,
+            health: Default::default(),
         }
     }
 

@@ -69,7 +69,7 @@ const SPIN_BEFORE_SLEEP: u32 = 256;
 /// Inbox entries handled per iteration (bounds one iteration's latency).
 const INBOX_BUDGET: usize = 256;
 /// Flow-table slots examined for expiry per iteration.
-const EXPIRE_BUDGET: usize = 64;
+const EXPIRE_BUDGET: usize = 16;
 
 /// What every worker shares with the others and the control plane.
 #[derive(Clone)]
@@ -128,7 +128,7 @@ impl Worker {
                     continue;
                 }
                 moved += n;
-                self.count_rx(rq.port.0, &rx);
+                self.count_rx(rq.slot, &rx);
                 if self.pipe.is_some() {
                     self.deliver_msgs();
                     self.pipeline_burst(rq.vport, &mut rx, now);
@@ -207,9 +207,9 @@ impl Worker {
     }
 
     #[inline(always)]
-    fn count_rx(&self, port: u16, burst: &Burst) {
+    fn count_rx(&self, slot: u16, burst: &Burst) {
         let bytes: usize = burst.iter().map(Mbuf::pkt_len).sum();
-        let pc = self.stats.port(port);
+        let pc = self.stats.port(slot);
         pc.rx_packets.add(burst.len() as u64);
         pc.rx_bytes.add(bytes as u64);
         self.stats.rx_packets.add(burst.len() as u64);
@@ -221,7 +221,7 @@ impl Worker {
     fn forward_burst(&mut self, vport: u16, burst: &mut Burst) {
         let out = self.plan.peer[vport as usize];
         match self.plan.tx[out as usize] {
-            TxRoute::Queue { port, queue } => self.transmit(port, queue, burst),
+            TxRoute::Queue { port, queue, slot } => self.transmit(port, queue, slot, burst),
             TxRoute::Via(w) => {
                 for m in burst.drain() {
                     self.hand_off(w, Handoff::Tx { vport: out, mbuf: m });
@@ -286,7 +286,7 @@ impl Worker {
     /// Transmits a burst, retries once what the ring refused, drops (and
     /// counts) the rest.
     #[inline(always)]
-    fn transmit(&self, port: dpdk::Port, queue: u16, burst: &mut Burst) {
+    fn transmit(&self, port: dpdk::Port, queue: u16, slot: u16, burst: &mut Burst) {
         let bytes: usize = burst.iter().map(Mbuf::pkt_len).sum();
         let want = burst.len();
         let mut sent = port.tx_burst(queue, burst);
@@ -299,7 +299,7 @@ impl Worker {
             self.stats.count_drop(AppDrop::TxFull, dropped as u64);
         }
         debug_assert_eq!(sent + dropped, want);
-        let pc = self.stats.port(port.0);
+        let pc = self.stats.port(slot);
         pc.tx_packets.add(sent as u64);
         pc.tx_bytes.add((bytes - left_bytes) as u64);
         self.stats.tx_packets.add(sent as u64);
@@ -321,11 +321,11 @@ impl Worker {
     #[inline(always)]
     fn enqueue_tx(&mut self, vport: u16, m: Mbuf) {
         match self.plan.tx[vport as usize] {
-            TxRoute::Queue { port, queue } => {
+            TxRoute::Queue { port, queue, slot } => {
                 let b = &mut self.tx[vport as usize];
                 if let Err(m) = b.push(m) {
                     let mut full = std::mem::take(b);
-                    self.transmit(port, queue, &mut full);
+                    self.transmit(port, queue, slot, &mut full);
                     self.tx[vport as usize] = full;
                     let _ = self.tx[vport as usize].push(m);
                 }
@@ -345,7 +345,7 @@ impl Worker {
             }
             let mut b = std::mem::take(&mut self.tx[v]);
             match self.plan.tx.get(v).copied().unwrap_or(TxRoute::Down) {
-                TxRoute::Queue { port, queue } => self.transmit(port, queue, &mut b),
+                TxRoute::Queue { port, queue, slot } => self.transmit(port, queue, slot, &mut b),
                 TxRoute::Via(w) => {
                     for m in b.drain() {
                         self.hand_off(

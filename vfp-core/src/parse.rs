@@ -143,6 +143,7 @@ impl From<WireError> for ParseError {
 }
 
 /// Parses a frame starting with an Ethernet header.
+#[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
     let (outer, vx) = parse_frame(frame, 0)?;
     let Some(vx) = vx else {
@@ -183,7 +184,7 @@ fn off16(off: usize) -> Result<u16, ParseError> {
 
 /// Parses the Ethernet frame at `eth_off` (L2 to L4) into a descriptor
 /// with `key.vni == NO_VNI`, and reports a VXLAN header behind it.
-#[inline]
+#[inline(always)]
 fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>), ParseError> {
     let l2 = frame.get(eth_off..).ok_or(ParseError::Truncated)?;
     let tags = ethernet::walk_tags(l2, MAX_VLAN_TAGS)?;

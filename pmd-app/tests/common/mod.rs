@@ -219,3 +219,8 @@ pub fn hugepages_available() -> bool {
         .unwrap_or(false);
     n >= 256 && mounted
 }
+
+/// A running app under its control socket, followed helper processes.
+pub mod live;
+/// Real-kernel plumbing: namespaces, bridges, veths and taps around the app.
+pub mod netns;

@@ -1,0 +1,591 @@
+//! Failsafe datapaths under real traffic (issue 6). Each namespace reaches
+//! the app through a fast path (af_packet on a veth) and a soft path
+//! (net_tap), both isolated ports of one bridge in the namespace (see
+//! common/netns.rs), and TCP streams from A cross the app's stateful ACL
+//! and SNAT to servers in B while the vports switch paths:
+//!
+//! 1. planned switches, many, with established connections: counters never
+//!    go back, every packet that reached the app left it (rx = tx, no
+//!    drop), the NAT binding of every connection stays, the mempool comes
+//!    back to its baseline;
+//! 2. unplanned removal: the fast device is hot-unplugged under traffic and
+//!    the app fails over to soft by itself, then back when it is plugged
+//!    again; no crash, no leak, flows kept;
+//! 3. a long TCP stream survives at least ten live switches of both vports
+//!    with no reset and an intact payload, keeping its SNAT port, and
+//!    after each switch transmit really moved to the new path;
+//! 4. a connection whose packets arrive on the standby path is admitted
+//!    from its first packet on;
+//! 5. a path's link going down and up moves the vport by itself;
+//! 6. so do persistent transmit errors on the fast path.
+
+mod common;
+use common::live::*;
+use common::netns::*;
+use common::*;
+use serde_json::Value;
+use std::time::Duration;
+
+const START: Duration = Duration::from_secs(30);
+/// Bound on any single wait for the stream to make progress.
+const PROGRESS: Duration = Duration::from_secs(30);
+const END: Duration = Duration::from_secs(90);
+const STOP: Duration = Duration::from_secs(30);
+/// Progress report granularity of the stream helper.
+const REPORT: u64 = 128 << 10;
+
+/// Starts the app on both sides' fast and soft devices with the TCP
+/// policy, and lets the bridges learn where the far MACs are.
+fn start_app(tag: &str, topo: &Pair, d: &Scratch) -> App {
+    let policy = d.path("policy.toml");
+    std::fs::write(&policy, TCP_POLICY).unwrap();
+    let mut eal = eal_base(tag, "0");
+    eal.extend(topo.vdevs(1));
+    let mut args = topo.vports();
+    args.extend(strings(&["--policy", &policy, "--final-stats", &d.path("final.json")]));
+    let app = App::start(&eal, &args, &d.path("ctl.sock"), START);
+    let st = app.ctl(&["status"]);
+    for v in ["vm", "wan"] {
+        assert_eq!(active_path(&st, v), "fast", "the app starts on the fast paths: {st:#}");
+    }
+    // The vport looks the same on either path: the soft path presents the
+    // fast path's MAC and MTU.
+    let ports = app.ctl(&["ports"]);
+    for v in ["vm", "wan"] {
+        let of = |p: &str| -> Value {
+            ports["ports"]
+                .as_array()
+                .and_then(|ps| ps.iter().find(|x| x["vport"] == v && x["path"] == p).cloned())
+                .unwrap_or_else(|| panic!("no {v} {p} in {ports:#}"))
+        };
+        let (f, s) = (of("fast"), of("soft"));
+        assert!(f["mac"].is_string() && f["mac"] == s["mac"], "{v}: fast {f} soft {s}");
+        assert!(f["mtu"].is_u64() && f["mtu"] == s["mtu"], "{v}: fast {f} soft {s}");
+    }
+    topo.prime(START);
+    app
+}
+
+fn final_stats(d: &Scratch) -> Stats {
+    let f = d.path("final.json");
+    let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("--final-stats {f}: {e}"));
+    Stats(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}")))
+}
+
+/// One TCP connection A -> B through the app, streaming until finished.
+struct Stream {
+    server: Proc,
+    client: Proc,
+    /// The client's address as A knows it (10.1.0.4:PORT).
+    local: String,
+    /// The client's address as B sees it (SNAT address:port).
+    peer: String,
+}
+
+impl Stream {
+    fn open(topo: &Pair, port: u16, rate_mbps: u32) -> Stream {
+        let port_s = port.to_string();
+        let report = REPORT.to_string();
+        let mut server = topo.b.ns.tcp_stream(
+            &format!("server :{port}"),
+            &["server", "--bind", B_IP, "--port", &port_s, "--progress", &report],
+        );
+        server.wait_event(START, |e| e["event"] == "listening");
+        let mut client = topo.a.ns.tcp_stream(
+            &format!("client :{port}"),
+            &[
+                "client",
+                "--connect",
+                B_IP,
+                "--port",
+                &port_s,
+                "--until-stdin-eof",
+                "--rate-mbps",
+                &rate_mbps.to_string(),
+            ],
+        );
+        let c = client.wait_event(START, |e| e["event"] == "connected");
+        let s = server.wait_event(START, |e| e["event"] == "accepted");
+        let peer = s["peer"].as_str().unwrap().to_string();
+        assert!(
+            peer.starts_with(&format!("{SNAT_IP}:")),
+            "B sees {peer}, not the SNAT address"
+        );
+        Stream {
+            server,
+            client,
+            local: c["local"].as_str().unwrap().to_string(),
+            peer,
+        }
+    }
+
+    /// Waits until B has received `more` bytes beyond what it had now.
+    fn advance(&mut self, more: u64) -> u64 {
+        let now = self.server.progress();
+        self.server.wait_progress_beyond(now + more - 1, PROGRESS)
+    }
+
+    /// Ends the stream and checks it: no error on either side, the same
+    /// byte count and sha256 at both ends, the same peer address.
+    fn finish(mut self) -> u64 {
+        self.client.close_stdin();
+        let c = self.client.wait_success(END);
+        let s = self.server.wait_success(END);
+        assert_eq!(c["server_sha256"], c["sha256"], "client {c}");
+        assert_eq!(c["sha256"], s["sha256"], "payload differs: client {c} server {s}");
+        assert_eq!(c["bytes"], s["bytes"], "client {c} server {s}");
+        assert_eq!(s["peer"].as_str(), Some(self.peer.as_str()), "{s}");
+        c["bytes"].as_u64().unwrap()
+    }
+}
+
+/// The flow of `s` in the app's table: (id, NAT binding, state).
+fn flow_of(app: &App, s: &Stream) -> (Value, String, String) {
+    let flows = app.ctl(&["flows", "--proto", "tcp", "--limit", "1000"]);
+    let f = find_flow(&flows, &s.local);
+    let nat = f["nat"].as_str().unwrap_or_default().to_string();
+    assert_eq!(nat, s.peer, "the flow's NAT binding is not what B sees: {f:#}");
+    (
+        f["id"].clone(),
+        nat,
+        f["state"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+fn switch(app: &App, vport: &str, path: &str) {
+    let r = app.ctl(&["switch", vport, path]);
+    assert_eq!(r["active"], path, "switch {vport} {path}: {r}");
+    assert_eq!(r["mode"], "pinned", "{r}");
+}
+
+/// Waits (bounded) until vm's active path is `want`, for `what`; returns
+/// vm's entry of `status`. `context` adds diagnostics to a failure.
+fn wait_vm_active(app: &App, want: &str, what: &str, context: impl Fn() -> String) -> Value {
+    poll(START, what, || {
+        let st = app.ctl(&["status"]);
+        if active_path(&st, "vm") == want {
+            Ok(vport_status(&st, "vm"))
+        } else {
+            Err(format!("{st}{}", context()))
+        }
+    })
+}
+
+/// Stops the app: a clean exit with every mbuf back in the pool.
+fn stop_clean(app: App) {
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
+/// Every counter the app reports that must never go back while it runs:
+/// per path, per vport (both paths), per lcore, and the engine's.
+fn monotonic_counters(s: &Stats) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for v in s.0["vports"].as_array().into_iter().flatten() {
+        let name = v["name"].as_str().unwrap_or("?");
+        for c in ["rx_packets", "tx_packets", "rx_bytes", "tx_bytes"] {
+            let mut sum = 0;
+            for p in ["fast", "soft"] {
+                let n = v["paths"][p][c].as_u64().unwrap_or(0);
+                sum += n;
+                out.push((format!("{name}.{p}.{c}"), n));
+            }
+            out.push((format!("{name}.{c}"), sum));
+        }
+    }
+    for l in s.0["lcores"].as_array().into_iter().flatten() {
+        for c in ["rx_packets", "tx_packets"] {
+            out.push((format!("lcore{}.{c}", l["lcore"]), l[c].as_u64().unwrap_or(0)));
+        }
+    }
+    for (k, v) in s.0["engine"].as_object().into_iter().flatten() {
+        if let Some(n) = v.as_u64() {
+            if !k.contains("active") {
+                out.push((format!("engine.{k}"), n));
+            }
+        }
+    }
+    out
+}
+
+fn assert_not_behind(before: &Stats, after: &Stats, when: &str) {
+    let b = monotonic_counters(before);
+    let a = monotonic_counters(after);
+    for (k, n) in &b {
+        let m = a.iter().find(|(x, _)| x == k).map(|(_, m)| *m);
+        assert!(
+            m.is_some_and(|m| m >= *n),
+            "{when}: counter {k} went from {n} to {m:?}\nbefore {:#}\nafter {:#}",
+            before.0,
+            after.0
+        );
+    }
+}
+
+/// Every packet received was transmitted or counted as dropped.
+fn accounted(s: &Stats) -> Result<(), String> {
+    let (rx, tx, drops) = (s.total("rx_packets"), s.total("tx_packets"), s.drop_total());
+    if rx == tx + drops {
+        Ok(())
+    } else {
+        Err(format!("rx {rx} != tx {tx} + drops {drops} ({:?})", s.drops()))
+    }
+}
+
+#[test]
+fn planned_switches_under_traffic_lose_nothing() {
+    let topo = Pair::new("fs1", true);
+    let d = Scratch::new("fs1");
+    let app = start_app("fs1", &topo, &d);
+    let baseline = poll(START, "idle app accounts for every packet", || {
+        let s = Stats(app.ctl(&["stats"]));
+        accounted(&s).map(|_| s)
+    });
+    assert_eq!(
+        baseline.drop_total(),
+        0,
+        "drops before any traffic: {:?}",
+        baseline.drops()
+    );
+
+    let mut streams: Vec<Stream> = (0..3).map(|i| Stream::open(&topo, 5101 + i, 0)).collect();
+    for s in streams.iter_mut() {
+        s.advance(4 * REPORT);
+    }
+    let flows: Vec<_> = streams.iter().map(|s| flow_of(&app, s)).collect();
+    for (f, s) in flows.iter().zip(&streams) {
+        assert_eq!(f.2, "established", "flow of {}: {f:?}", s.local);
+    }
+
+    let mut prev = Stats(app.ctl(&["stats"]));
+    for round in 0..20 {
+        let path = if round % 2 == 0 { "soft" } else { "fast" };
+        let order = if round % 4 < 2 { ["vm", "wan"] } else { ["wan", "vm"] };
+        for v in order {
+            switch(&app, v, path);
+        }
+        let now = Stats(app.ctl(&["stats"]));
+        assert_not_behind(&prev, &now, &format!("after switch round {round} to {path}"));
+        for s in streams.iter_mut() {
+            s.advance(REPORT);
+        }
+        let later = Stats(app.ctl(&["stats"]));
+        assert_not_behind(&now, &later, &format!("traffic after round {round}"));
+        prev = later;
+    }
+    // The same connections, with the same flows and NAT bindings, in the
+    // same state: nothing was re-established.
+    for (f, s) in flows.iter().zip(&streams) {
+        let now = flow_of(&app, s);
+        assert_eq!(&now, f, "flow of {} changed across the switches", s.local);
+    }
+    for s in streams {
+        s.finish();
+    }
+
+    // Quiescent: every packet that reached the app left it, none dropped,
+    // the mempool is back where it was before the traffic.
+    let end = poll(END, "app back to its baseline after the traffic", || {
+        let s = Stats(app.ctl(&["stats"]));
+        accounted(&s)?;
+        if s.mbufs_in_use() != baseline.mbufs_in_use() {
+            return Err(format!(
+                "{} mbufs in use, {} before the traffic",
+                s.mbufs_in_use(),
+                baseline.mbufs_in_use()
+            ));
+        }
+        Ok(s)
+    });
+    assert_eq!(end.drop_total(), 0, "drops: {:?}", end.drops());
+    assert_not_behind(&prev, &end, "end");
+    let n = end.0["switch_count"].as_u64().unwrap_or(0);
+    assert!(n >= 40, "{n} switches logged, 40 made");
+
+    stop_clean(app);
+    let fin = final_stats(&d);
+    accounted(&fin).unwrap_or_else(|e| panic!("final stats: {e}"));
+    assert_eq!(fin.drop_total(), 0, "final drops: {:?}", fin.drops());
+    assert_not_behind(&end, &fin, "final stats");
+}
+
+#[test]
+fn unplanned_removal_fails_over_to_soft_and_back() {
+    let topo = Pair::new("fs2", true);
+    let d = Scratch::new("fs2");
+    let app = start_app("fs2", &topo, &d);
+    let dev = af_packet(0);
+    let devargs = af_packet_args(&topo.a.fast_if, 1);
+
+    let mut stream = Stream::open(&topo, 5201, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+    let s0 = Stats(app.ctl(&["stats"]));
+
+    // The host takes the VF away under traffic: the device is
+    // hot-unplugged, and the far side's port of it goes down with it.
+    app.ctl(&["debug", "unplug", &dev]);
+    topo.a.set_fast_link(false);
+    let vm = wait_vm_active(&app, "soft", "vm fails over to soft by itself", String::new);
+    assert_eq!(vm["mode"], "auto", "{vm}");
+    assert_ne!(vm["fast"]["state"], "up", "an unplugged device is not up: {vm}");
+    assert_eq!(active_path(&app.ctl(&["status"]), "wan"), "fast");
+
+    let s1 = Stats(app.ctl(&["stats"]));
+    stream.advance(32 * REPORT);
+    let s2 = Stats(app.ctl(&["stats"]));
+    assert!(
+        s2.path_counter("vm", "soft", "tx_packets") > s1.path_counter("vm", "soft", "tx_packets"),
+        "no transmit on vm's soft path after the failover: {:#}",
+        s2.0
+    );
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    // The VF comes back.
+    topo.a.set_fast_link(true);
+    app.ctl(&["debug", "plug", &dev, &devargs]);
+    wait_vm_active(&app, "fast", "vm fails back to fast by itself", String::new);
+    let s3 = Stats(app.ctl(&["stats"]));
+    stream.advance(32 * REPORT);
+    let s4 = Stats(app.ctl(&["stats"]));
+    assert!(
+        s4.path_counter("vm", "fast", "tx_packets") > s3.path_counter("vm", "fast", "tx_packets"),
+        "no transmit on vm's fast path after the failback: {:#}",
+        s4.0
+    );
+    assert_eq!(
+        s4.path_counter("vm", "soft", "tx_packets"),
+        s3.path_counter("vm", "soft", "tx_packets"),
+        "vm still transmits on soft after the failback"
+    );
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+
+    // Both switches logged, with their causes.
+    let sw = s4.switches();
+    let vm_sw: Vec<&Value> = sw.iter().filter(|e| e["vport"] == "vm").collect();
+    assert!(
+        vm_sw.iter().any(|e| e["from"] == "fast" && e["to"] == "soft"),
+        "no fast->soft switch logged: {sw:#?}"
+    );
+    assert!(
+        vm_sw.iter().any(|e| e["from"] == "soft" && e["to"] == "fast"),
+        "no soft->fast switch logged: {sw:#?}"
+    );
+    for e in &vm_sw {
+        let cause = e["cause"].as_str().unwrap_or_default();
+        assert!(
+            !cause.is_empty() && cause != "command",
+            "switch without its real cause: {e}"
+        );
+    }
+
+    stream.finish();
+    stop_clean(app);
+
+    // Counters continue across the removal: what the fast device carried
+    // before it went away stays counted while it is away and after.
+    let fin = final_stats(&d);
+    let samples = [
+        ("before the unplug", &s0),
+        ("failed over", &s1),
+        ("on soft", &s2),
+        ("failed back", &s3),
+        ("on fast again", &s4),
+        ("final", &fin),
+    ];
+    for w in samples.windows(2) {
+        assert_not_behind(w[0].1, w[1].1, &format!("from {} to {}", w[0].0, w[1].0));
+    }
+}
+
+#[test]
+fn tcp_stream_survives_ten_live_switches() {
+    let topo = Pair::new("fs3", true);
+    let d = Scratch::new("fs3");
+    let app = start_app("fs3", &topo, &d);
+
+    let mut stream = Stream::open(&topo, 5301, 0);
+    stream.advance(8 * REPORT);
+    let flow = flow_of(&app, &stream);
+    assert_eq!(flow.2, "established", "{flow:?}");
+
+    for round in 0..12 {
+        let path = if round % 2 == 0 { "soft" } else { "fast" };
+        let other = if path == "soft" { "fast" } else { "soft" };
+        switch(&app, "vm", path);
+        switch(&app, "wan", path);
+        let st = app.ctl(&["status"]);
+        for v in ["vm", "wan"] {
+            assert_eq!(active_path(&st, v), path, "round {round}: {st:#}");
+        }
+        let s1 = Stats(app.ctl(&["stats"]));
+        stream.advance(32 * REPORT);
+        let s2 = Stats(app.ctl(&["stats"]));
+        // Data (A -> B) leaves by wan, acknowledgements (B -> A) by vm:
+        // both now on the new path only, and the far sides followed.
+        for v in ["vm", "wan"] {
+            let c = |s: &Stats, p: &str, k: &str| s.path_counter(v, p, k);
+            assert!(
+                c(&s2, path, "tx_packets") > c(&s1, path, "tx_packets"),
+                "round {round}: {v} did not transmit on {path}: {:#}",
+                s2.0
+            );
+            assert_eq!(
+                c(&s2, other, "tx_packets"),
+                c(&s1, other, "tx_packets"),
+                "round {round}: {v} still transmits on {other} after switching to {path}"
+            );
+            assert!(
+                c(&s2, path, "rx_packets") > c(&s1, path, "rx_packets"),
+                "round {round}: nothing received on {v}'s {path} path: {:#}",
+                s2.0
+            );
+        }
+        assert_eq!(flow_of(&app, &stream), flow, "round {round}: the flow changed");
+    }
+
+    let bytes = stream.finish();
+    assert!(bytes >= 12 * 32 * REPORT, "only {bytes} bytes streamed");
+    let s = Stats(app.ctl(&["stats"]));
+    assert!(s.0["switch_count"].as_u64().unwrap_or(0) >= 24, "{:#}", s.0["switches"]);
+    stop_clean(app);
+}
+
+/// Both paths are polled while both are up: a connection whose packets
+/// from A all arrive on vm's standby path (fast, while vm transmits on
+/// soft) is admitted from its first packet (the SYN) on and carried
+/// without a drop, its replies leaving by the active path.
+#[test]
+fn first_packet_on_the_standby_path_is_admitted() {
+    let topo = Pair::new("fs4", true);
+    let d = Scratch::new("fs4");
+    let app = start_app("fs4", &topo, &d);
+    switch(&app, "vm", "soft");
+    // A's bridge sends everything for B to fast0, whatever it learns.
+    topo.a.ns.sh(&[
+        "bridge", "fdb", "replace", B_MAC, "dev", "fast0", "master", "static", "sticky",
+    ]);
+    let s0 = Stats(app.ctl(&["stats"]));
+
+    let mut stream = Stream::open(&topo, 5401, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+    stream.finish();
+
+    let s1 = poll(END, "every packet accounted for", || {
+        let s = Stats(app.ctl(&["stats"]));
+        accounted(&s).map(|_| s)
+    });
+    assert_eq!(s1.drop_total(), 0, "drops: {:?}", s1.drops());
+    let c = |s: &Stats, p: &str, k: &str| s.path_counter("vm", p, k);
+    assert!(
+        c(&s1, "fast", "rx_packets") > c(&s0, "fast", "rx_packets") + 32 * REPORT / 1500,
+        "A's packets did not arrive on the standby path: {:#}",
+        s1.0
+    );
+    assert_eq!(
+        c(&s1, "fast", "tx_packets"),
+        c(&s0, "fast", "tx_packets"),
+        "the standby path transmitted"
+    );
+    assert!(
+        c(&s1, "soft", "tx_packets") > c(&s0, "soft", "tx_packets"),
+        "{:#}",
+        s1.0
+    );
+    let flows = app.ctl(&["flows", "--proto", "tcp"]);
+    assert_eq!(flow_list(&flows).len(), 1, "{flows:#}");
+    assert_eq!(flow_list(&flows)[0]["id"], flow.0, "{flows:#}");
+
+    stop_clean(app);
+}
+
+/// A path's link goes down (net_tap reports the state of its kernel
+/// interface; the interface and its wire are taken down, as when a NIC
+/// loses its link): the vport pinned to that path moves to the other one
+/// by itself, and comes back when the link is up again. (The af_packet PMD
+/// of DPDK 22.11 always reports its link up, so the tap path is the one a
+/// link change can be shown on here.)
+#[test]
+fn link_down_moves_the_vport_and_link_up_brings_it_back() {
+    let topo = Pair::new("fs5", true);
+    let d = Scratch::new("fs5");
+    let app = start_app("fs5", &topo, &d);
+    let tap = topo.a.soft_tap.clone().unwrap();
+    let wire = topo.a.soft_if.clone().unwrap();
+    switch(&app, "vm", "soft");
+    let mut stream = Stream::open(&topo, 5501, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+
+    ip(&["link", "set", &tap, "down"]);
+    ip(&["link", "set", &wire, "down"]);
+    let what = "vm leaves its soft path when the link goes down";
+    let vm = wait_vm_active(&app, "fast", what, String::new);
+    assert_ne!(vm["soft"]["state"], "up", "{vm}");
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    ip(&["link", "set", &wire, "up"]);
+    ip(&["link", "set", &tap, "up"]);
+    let what = "vm returns to its pinned soft path when the link is up";
+    wait_vm_active(&app, "soft", what, String::new);
+    let s1 = Stats(app.ctl(&["stats"]));
+    stream.advance(32 * REPORT);
+    let s2 = Stats(app.ctl(&["stats"]));
+    assert!(
+        s2.path_counter("vm", "soft", "tx_packets") > s1.path_counter("vm", "soft", "tx_packets"),
+        "no transmit on vm's soft path after its link came back: {:#}",
+        s2.0
+    );
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+    let sw: Vec<Value> = s2
+        .switches()
+        .into_iter()
+        .filter(|e| e["vport"] == "vm" && e["cause"] != "command")
+        .collect();
+    assert!(sw.len() >= 2, "link switches not logged: {:#?}", s2.switches());
+    for e in &sw {
+        assert!(e["cause"].as_str().is_some_and(|c| c.contains("link")), "cause: {e}");
+    }
+
+    stream.finish();
+    stop_clean(app);
+}
+
+/// The fast device stops being able to transmit (its kernel interface is
+/// down: every af_packet send fails) without any removal event or link
+/// report: persistent transmit errors make the app fail over to soft by
+/// itself, and it returns to fast once the device transmits again.
+#[test]
+fn persistent_tx_errors_fail_over_and_back() {
+    let topo = Pair::new("fs6", true);
+    let d = Scratch::new("fs6");
+    let app = start_app("fs6", &topo, &d);
+    let mut stream = Stream::open(&topo, 5601, 0);
+    stream.advance(32 * REPORT);
+    let flow = flow_of(&app, &stream);
+
+    // On failure: what the device itself reports (DPDK telemetry).
+    let ethdev = || {
+        let o = std::process::Command::new("/usr/bin/python3")
+            .arg(repo_root().join("tests/helpers/telemetry.py"))
+            .args([prefix("fs6").as_str(), "stats", "0"])
+            .output();
+        let o = o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+        format!("\nnet_af_packet0 ethdev stats: {o:?}")
+    };
+    topo.a.set_fast_link(false);
+    wait_vm_active(&app, "soft", "vm fails over to soft on persistent tx errors", ethdev);
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    topo.a.set_fast_link(true);
+    wait_vm_active(&app, "fast", "vm returns to fast once it transmits again", ethdev);
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+
+    stream.finish();
+    stop_clean(app);
+}
