@@ -138,6 +138,18 @@ fn every_command_in_json_and_tables() {
     assert!(stats["drops"].as_object().unwrap().values().all(|n| n == 0), "{stats}");
     assert!(stats["mbufs"]["total"].as_u64().unwrap() > 0, "{stats}");
     assert_eq!(stats["switch_count"], 0);
+    // The same counters under DPDK telemetry.
+    let tel = telemetry(&app, "/vfp/stats");
+    assert_eq!(
+        (
+            &tel["rx_packets"],
+            &tel["tx_packets"],
+            &tel["forwarded"],
+            &tel["flows_active"]
+        ),
+        (&json!(6), &json!(6), &json!(6), &json!(6)),
+        "{tel}"
+    );
     let t = app.ok(&["stats"]);
     has_all(&t, &["VPORT", "RX PKTS", "LCORE", "CYC/PKT", "DROP REASON"]);
     assert!(lines_with(&t, "wan").iter().any(|l| l.contains("fast*")), "{t}");

@@ -376,6 +376,19 @@ pub fn ethdev(app: &App, port: u64) -> Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
+/// The reply to any DPDK telemetry command, e.g. `/vfp/stats`.
+pub fn telemetry(app: &App, cmd: &str) -> Value {
+    let script = repo_root().join("tests/helpers/telemetry.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([&app.prefix, "cmd", cmd])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "telemetry: {}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[cmd].clone()
+}
+
 pub fn opackets(app: &App, port: u64) -> u64 {
     ethdev(app, port)["opackets"].as_u64().unwrap()
 }
