@@ -24,6 +24,9 @@ pub enum Fate {
     HandOff(usize),
     /// Counted (by the shard) and to be freed.
     Drop,
+    /// A chained mbuf: headers must be in the first segment. Not
+    /// counted yet: the worker counts it as an app drop.
+    MultiSegment,
 }
 
 pub struct Pipeline {
@@ -63,9 +66,9 @@ impl Pipeline {
     #[inline(always)]
     pub fn classify(&mut self, m: &mut Mbuf, vport: u16, may_redirect: bool, now_ns: u64) -> Fate {
         if !m.is_contiguous() {
-            // Headers must be in the first segment; no rx path here chains.
-            self.shard.count_drop(DropReason::ParseTruncated);
-            return Fate::Drop;
+            // Frames larger than one mbuf's data room arrive chained
+            // (net_pcap, jumbo frames); the rewrite works on one segment.
+            return Fate::MultiSegment;
         }
         let (room, off, len) = m.room_mut();
         let Some(mut frame) = Frame::new(room, off, len) else {

@@ -256,6 +256,10 @@ impl Worker {
             Fate::Tx(out) => self.enqueue_tx(out, m),
             Fate::HandOff(owner) => self.hand_off(owner, Handoff::Process { vport, mbuf: m }),
             Fate::Drop => drop(m),
+            Fate::MultiSegment => {
+                drop(m);
+                self.stats.count_drop(AppDrop::MultiSegment, 1);
+            }
         }
     }
 
