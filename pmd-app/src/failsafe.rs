@@ -221,11 +221,11 @@ impl Dataplane {
     /// Takes a path out of service: off the plan, rx rings drained into
     /// the workers, device stopped and closed, and optionally detached.
     fn retire(&mut self, vi: usize, k: PathKind, cause: &str, detach: bool) -> Result<(), String> {
-        let port = {
+        let (port, rx_queues) = {
             let p = self.vports[vi].path_mut(k).ok_or("no such path")?;
             let port = p.port.take().ok_or_else(|| format!("{} is not present", p.device))?;
             p.state = PathState::Removed;
-            port
+            (port, p.rx_queues)
         };
         // Off the plan first (tx moves to the other path in the same step).
         let moved = self.vports[vi].active != self.vports[vi].desired();
@@ -234,7 +234,7 @@ impl Dataplane {
         } else {
             self.publish()?;
         }
-        let drained = self.drain(vi, port);
+        let drained = self.drain(vi, port, rx_queues);
         let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
         if let Err(e) = port.stop() {
             log::warn!("{e}");
@@ -255,8 +255,10 @@ impl Dataplane {
 
     /// Pulls what is left in `port`'s rx rings and hands it to the
     /// workers as if it had arrived on vport `vi` (no worker polls it now).
-    fn drain(&mut self, vi: usize, port: Port) -> usize {
-        let queues = port.info().map(|i| i.max_rx_queues).unwrap_or(1).min(64);
+    /// Only the `queues` rx queues set up on the port exist: polling one
+    /// past them (up to the device's maximum) dereferences a NULL queue in
+    /// the PMD.
+    fn drain(&mut self, vi: usize, port: Port, queues: u16) -> usize {
         let n_workers = self.workers.len().max(1);
         let mut burst = Burst::new();
         let mut total = 0;

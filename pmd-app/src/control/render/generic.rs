@@ -80,7 +80,9 @@ pub fn policy(v: &Value) -> String {
             field(v, "generation"),
             field(v, "origin")
         );
-        if !layers.is_empty() {
+        if layers.iter().any(|l| l["groups"].is_array()) {
+            let _ = write!(out, "\n{}", policy_rules(layers));
+        } else if !layers.is_empty() {
             let _ = write!(out, "\n{}", object_table(layers, &["name"]));
         }
         return out;
@@ -93,6 +95,56 @@ pub fn policy(v: &Value) -> String {
         );
     }
     key_values(v)
+}
+
+/// Layers as the engine reports them (layer -> groups -> rules): one
+/// line per layer with its default and rule count, then one row per rule.
+fn policy_rules(layers: &[Value]) -> String {
+    let empty = Vec::new();
+    let groups = |l: &Value| l["groups"].as_array().unwrap_or(&empty).clone();
+    let rules = |g: &Value| g["rules"].as_array().unwrap_or(&empty).clone();
+    let mut summary = Table::new(&["LAYER", "DEFAULT", "GROUPS", "RULES"]);
+    let mut table = Table::new(&[
+        "LAYER",
+        "GROUP",
+        "ID",
+        "PRIO",
+        "DIR",
+        "ACTION",
+        "CONDITIONS",
+        "HITS",
+        "DESCRIPTION",
+    ]);
+    for l in layers {
+        let gs = groups(l);
+        let n: usize = gs.iter().map(|g| rules(g).len()).sum();
+        summary.row(vec![
+            field(l, "name"),
+            field(l, "default"),
+            gs.len().to_string(),
+            n.to_string(),
+        ]);
+        for g in &gs {
+            for r in rules(g) {
+                table.row(vec![
+                    field(l, "name"),
+                    field(g, "name"),
+                    field(&r, "id"),
+                    field(&r, "priority"),
+                    field(&r, "direction"),
+                    field(&r, "action"),
+                    field(&r, "conditions"),
+                    field(&r, "hits"),
+                    field(&r, "description"),
+                ]);
+            }
+        }
+    }
+    if table.is_empty() {
+        summary.to_string()
+    } else {
+        format!("{summary}\n{table}")
+    }
 }
 
 /// Any value as indented `key: value` lines; arrays of objects as tables.
@@ -129,5 +181,51 @@ fn write_object(out: &mut String, m: &Map<String, Value>, indent: usize) {
                 let _ = writeln!(out, "{pad}{k:width$}  {}", cell(v));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn policy_with_groups_lists_its_rules() {
+        let v = json!({"generation": 2, "origin": "/p.toml", "rules": 2, "layers": [
+            {"name": "acl", "default": "deny", "groups": [
+                {"name": "out", "rules": [
+                    {"id": 7, "priority": 100, "direction": "out", "action": "allow",
+                     "conditions": "src=10.0.0.0/8", "hits": 12, "description": null},
+                    {"id": 8, "priority": 200, "direction": "in", "action": "deny",
+                     "conditions": "proto=tcp", "hits": 0, "description": "no tcp in"}]}]},
+            {"name": "empty", "default": "allow", "groups": []}]});
+        let text = policy(&v);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "policy generation 2 from /p.toml");
+        assert!(lines[2].starts_with("LAYER") && lines[2].ends_with("RULES"), "{text}");
+        let acl: Vec<&str> = lines[3].split_whitespace().collect();
+        assert_eq!(acl, ["acl", "deny", "1", "2"]);
+        let empty: Vec<&str> = lines[4].split_whitespace().collect();
+        assert_eq!(empty, ["empty", "allow", "0", "0"]);
+        assert!(lines[6].contains("CONDITIONS") && lines[6].contains("HITS"), "{text}");
+        let rule: Vec<&str> = lines[7].split_whitespace().collect();
+        assert_eq!(
+            rule,
+            ["acl", "out", "7", "100", "out", "allow", "src=10.0.0.0/8", "12", "-"]
+        );
+        assert!(lines[8].ends_with("no tcp in"), "{text}");
+        assert_eq!(lines.len(), 9, "{text}");
+    }
+
+    #[test]
+    fn policy_without_groups_keeps_the_layer_table() {
+        let v = json!({"generation": 3, "origin": "/p.toml",
+                       "layers": [{"name": "acl", "rules": 12, "default": "deny"}]});
+        let text = policy(&v);
+        assert!(
+            text.contains("NAME") && text.contains("RULES") && text.contains("acl"),
+            "{text}"
+        );
+        assert!(!text.contains("CONDITIONS"), "{text}");
     }
 }

@@ -1,0 +1,179 @@
+//! The real `pmd-app`'s control socket as a file and a shared service
+//! (issue 7): mode 0600 root-only by default and 0660 with
+//! `--control-socket-group`, checked by running `vfpctl` as `nobody`; a
+//! stale socket left by a killed instance is replaced while a live one is
+//! never stolen; several clients at once are all answered while one of
+//! them switches paths.
+
+mod common;
+mod control_app_support;
+
+use control_app_support::*;
+use serde_json::{json, Value};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::net::UnixListener;
+
+#[test]
+fn socket_access_is_root_only_unless_a_group_is_given() {
+    let d = scratch("ctlperm");
+    let sock = d.0.join("ctl.sock");
+    let app = idle_app("ctlperm", &sock, &[]);
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert!(meta.file_type().is_socket());
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o600, 0));
+    let r = vfpctl_as_nobody("nogroup", &sock, &["status"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    has_all(&r.stderr, &[&sock.display().to_string(), "permission denied"]);
+    // The same for a raw request: nothing reaches the instance.
+    let r = vfpctl_as_nobody("nogroup", &sock, &["raw", r#"{"cmd":"shutdown"}"#]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    assert_eq!(app.json(&["status"])["mode"], "forward", "root still gets in");
+    app.shutdown();
+
+    // --control-socket-group: 0660 and that group; its members get in,
+    // others still do not.
+    let sock = d.0.join("grp.sock");
+    let app = idle_app("ctlperm2", &sock, &["--control-socket-group", "nogroup"]);
+    let meta = std::fs::metadata(&sock).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid(), meta.gid()), (0o660, 0, 65534));
+    let r = vfpctl_as_nobody("nogroup", &sock, &["--json", "status"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let st: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(st["protocol"], 1);
+    let r = vfpctl_as_nobody("4242", &sock, &["status"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    has_all(&r.stderr, &[&sock.display().to_string(), "permission denied"]);
+    // A group member may operate it, shutdown included.
+    let r = vfpctl_as_nobody("nogroup", &sock, &["shutdown"]);
+    assert_eq!(r.code, 0, "{}", r.all());
+    let o = app.finish();
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(!sock.exists());
+
+    // A group that does not exist is a clear start-up error.
+    let sock = d.0.join("nogrp.sock");
+    let mut app = App::spawn(
+        "ctlperm3",
+        &s(&["net_null0,no-rx=1", "net_null1,no-rx=1"]),
+        &sock,
+        &s(&["--control-socket-group", "no-such-group-vfp"]),
+    );
+    let o = {
+        let st = poll("the app to fail", || app.child.try_wait().unwrap());
+        app.collect(st)
+    };
+    assert_eq!(o.code(), 1, "{}", o.all());
+    has_all(&o.stderr, &["no-such-group-vfp", "does not exist"]);
+    assert!(!sock.exists());
+}
+
+#[test]
+fn stale_socket_is_replaced_and_live_one_is_not_stolen() {
+    let d = scratch("ctlstale");
+    let sock = d.0.join("ctl.sock");
+
+    // A crashed instance (SIGKILL) leaves its socket file behind.
+    let a = idle_app("ctlstale1", &sock, &[]);
+    a.kill();
+    assert!(std::fs::symlink_metadata(&sock).unwrap().file_type().is_socket());
+    let r = vfpctl(&sock, &["status"]);
+    assert_eq!(r.code, 3, "{}", r.all());
+    has_all(&r.stderr, &[&sock.display().to_string(), "connection refused"]);
+    // The next start replaces it.
+    let b = idle_app("ctlstale2", &sock, &[]);
+    assert_eq!(b.json(&["status"])["protocol"], 1);
+    let o = b.shutdown();
+    assert!(o.stderr.contains("replacing stale control socket"), "{}", o.all());
+
+    // A socket file whose listener was closed (bound, never unlinked).
+    drop(UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let b = idle_app("ctlstale3", &sock, &[]);
+
+    // A live instance's socket is not stolen: a second app on the same
+    // path fails clearly and the first keeps answering.
+    let c = App::spawn("ctlstale4", &s(&["net_null0,no-rx=1", "net_null1,no-rx=1"]), &sock, &[]);
+    let o = c.finish();
+    assert_eq!(o.code(), 1, "{}", o.all());
+    has_all(
+        &o.stderr,
+        &[&sock.display().to_string(), "is in use by a running instance"],
+    );
+    assert!(!o.stderr.contains("panicked"), "{}", o.all());
+    assert_eq!(b.json(&["status"])["protocol"], 1);
+    assert!(sock.exists());
+    b.shutdown();
+
+    // A path that is not a socket is never touched.
+    std::fs::write(&sock, "keep me").unwrap();
+    let c = App::spawn("ctlstale5", &s(&["net_null0,no-rx=1", "net_null1,no-rx=1"]), &sock, &[]);
+    let o = c.finish();
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("is not a socket"), "{}", o.all());
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "keep me");
+}
+#[test]
+fn concurrent_clients_are_all_answered_while_one_switches() {
+    let d = scratch("ctlconc");
+    let app = traffic_app("ctlconc", &d, false);
+    let sock = app.sock.clone();
+    const ROUNDS: usize = 25;
+    let mut readers = Vec::new();
+    for t in 0..4 {
+        let sock = sock.clone();
+        readers.push(std::thread::spawn(move || {
+            let mut c = Conn::open(&sock).unwrap();
+            let mut last_rx = 0;
+            for i in 0..ROUNDS {
+                let cmd = if (i + t) % 2 == 0 { "stats" } else { "status" };
+                let id = format!("r{t}-{i}");
+                let r = c.call(&json!({"id": id, "cmd": cmd}).to_string());
+                assert_eq!((&r["ok"], &r["id"]), (&json!(true), &json!(id)), "{r}");
+                if cmd == "stats" {
+                    // Counters only grow.
+                    let rx = r["result"]["lcores"][0]["rx_packets"].as_u64().unwrap();
+                    assert!(rx >= last_rx, "{rx} < {last_rx}");
+                    last_rx = rx;
+                } else {
+                    let a = vport(&r["result"], "wan")["active"].as_str().unwrap().to_string();
+                    assert!(a == "fast" || a == "soft", "{r}");
+                }
+            }
+        }));
+    }
+    // One more client through vfpctl processes.
+    let vsock = sock.clone();
+    readers.push(std::thread::spawn(move || {
+        for _ in 0..5 {
+            let r = vfpctl(&vsock, &["--json", "stats"]);
+            assert_eq!(r.code, 0, "{}", r.all());
+            assert!(serde_json::from_str::<Value>(&r.stdout).unwrap()["lcores"].is_array());
+        }
+    }));
+    let switcher = std::thread::spawn(move || {
+        let mut c = Conn::open(&sock).unwrap();
+        for i in 0..ROUNDS {
+            let to = if i % 2 == 0 { "soft" } else { "fast" };
+            let r = c.call(&json!({"id": i, "cmd": "switch", "args": {"vport": "wan", "path": to}}).to_string());
+            assert_eq!(r["ok"], true, "{r}");
+            assert_eq!(
+                (&r["id"], &r["result"]["active"], &r["result"]["mode"]),
+                (&json!(i), &json!(to), &json!("pinned")),
+                "{r}"
+            );
+        }
+    });
+    switcher.join().expect("switcher");
+    for r in readers {
+        r.join().expect("reader");
+    }
+    let stats = app.stats();
+    assert_eq!(stats["switch_count"], ROUNDS as u64, "{stats}");
+    // The last switch went to soft (round 24).
+    assert_eq!(vport(&app.json(&["status"]), "wan")["active"], "soft");
+    let tx = counter(&stats, "wan", "soft", "tx_packets");
+    poll("wan soft forwarding after the switches", || {
+        (counter(&app.stats(), "wan", "soft", "tx_packets") > tx + 10_000).then_some(())
+    });
+    app.shutdown();
+}
