@@ -60,7 +60,7 @@ else
 fi
 EAL+=(--vdev "net_pcap0,${rx}infinite_rx=1" --vdev "net_null0,no-rx=1")
 
-APP_ARGS=(--vport name=vm,fast=net_pcap0,role=vm --vport name=wan,fast=net_null0,role=net
+APP_ARGS=(--vport "name=vm,fast=net_pcap0,role=vm" --vport "name=wan,fast=net_null0,role=net"
           --policy examples/acl-snat-vxlan.toml --stats-period 1)
 if [ -n "${DEMO_SECS:-}" ]; then APP_ARGS+=(--duration "$DEMO_SECS"); fi
 

@@ -13,7 +13,7 @@
 #
 # Exits non-zero as soon as a step fails; the last line is a summary.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 export PATH="$HOME/.cargo/bin:$PATH"
 if [ "${CI:-}" = true ]; then export CARGO_TERM_COLOR=never; fi
 
