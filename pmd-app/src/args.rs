@@ -81,6 +81,11 @@ pub struct AppArgs {
     /// Do not open a control socket.
     #[arg(long = "no-control-socket")]
     pub no_control_socket: bool,
+
+    /// At exit, write the final counters as JSON (the control `stats`
+    /// result) to FILE.
+    #[arg(long = "final-stats", value_name = "FILE")]
+    pub final_stats: Option<PathBuf>,
 }
 
 /// One `--vport` declaration.

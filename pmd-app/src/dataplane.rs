@@ -13,6 +13,9 @@ use crossbeam::channel::Sender;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vfp_core::action::nat::NatPorts;
+use vfp_core::policy::Policy;
+use vfp_core::shard::ShardStats;
 
 /// How long the control plane waits for every worker to acknowledge.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -21,6 +24,8 @@ pub struct WorkerHandle {
     pub lcore: u32,
     pub cmds: Sender<WorkerCmd>,
     pub stats: Arc<WorkerStats>,
+    /// Counters of the worker's flow-table shard, once it has one.
+    pub engine: Option<Arc<ShardStats>>,
 }
 
 /// One datapath switch, for the log and `stats`.
@@ -49,6 +54,21 @@ pub struct Dataplane {
     pub running: Arc<AtomicBool>,
     pub switches: Vec<SwitchEvent>,
     pub switch_count: u64,
+    /// Packets drained from a retired device that no inbox could take.
+    pub drain_dropped: u64,
+    /// The running policy (`None`: plain forwarding) and where it came from.
+    pub policy: Option<Arc<Policy>>,
+    /// SNAT port bitmaps shared by every shard.
+    pub nat: Arc<NatPorts>,
+    /// Flow pairs each shard holds at most.
+    pub shard_capacity: usize,
+    /// Sequence number of the last command that needs an acknowledgement.
+    pub cmd_seq: u64,
+    /// Every shard's counters, for readers off the control thread
+    /// (DPDK telemetry); filled when the pipeline starts.
+    pub engine_stats: Arc<std::sync::Mutex<Vec<Arc<ShardStats>>>>,
+    /// The supervisor's latest rate sample (rates are against it).
+    pub last_sample: Option<crate::report::Snapshot>,
 }
 
 const SWITCH_LOG: usize = 256;

@@ -22,6 +22,8 @@ use crate::vport::{PathKind, PathState, SwitchMode};
 /// Bursts drained per rx queue of a departing device (bounded: a device
 /// that keeps producing, like an infinite pcap, must not hold us here).
 const DRAIN_BURSTS: usize = 64;
+/// Attempts (10 us apart) to put a drained packet into a full inbox.
+const DRAIN_PUSH_TRIES: u32 = 10_000;
 
 fn bus_of(device: &str) -> &'static str {
     // PCI devices are named by address (0000:03:00.1); the rest are vdevs.
@@ -173,7 +175,7 @@ impl Dataplane {
 
     /// Pulls what is left in `port`'s rx rings and hands it to the
     /// workers as if it had arrived on vport `vi` (no worker polls it now).
-    fn drain(&self, vi: usize, port: Port) -> usize {
+    fn drain(&mut self, vi: usize, port: Port) -> usize {
         let queues = port.info().map(|i| i.max_rx_queues).unwrap_or(1).min(64);
         let n_workers = self.workers.len().max(1);
         let mut burst = Burst::new();
@@ -186,14 +188,21 @@ impl Dataplane {
                 for m in burst.drain() {
                     let w = total % n_workers;
                     total += 1;
-                    if self.inboxes[w]
-                        .push(Handoff::Process {
-                            vport: vi as u16,
-                            mbuf: m,
-                        })
-                        .is_err()
-                    {
-                        // Inbox full: the packet is freed here (counted as drained).
+                    let mut h = Handoff::Rx {
+                        vport: vi as u16,
+                        mbuf: m,
+                    };
+                    // The workers are running: a full inbox empties soon.
+                    let mut tries = 0;
+                    while let Err(back) = self.inboxes.packets[w].push(h) {
+                        tries += 1;
+                        if tries > DRAIN_PUSH_TRIES {
+                            // Freed on drop; counted so nothing vanishes silently.
+                            self.drain_dropped += 1;
+                            break;
+                        }
+                        h = back;
+                        std::thread::sleep(std::time::Duration::from_micros(10));
                     }
                 }
             }

@@ -7,12 +7,15 @@
 //! `failsafe.rs` decides which of a vport's paths transmits.
 
 pub mod args;
+pub mod commands;
 pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod failsafe;
 pub mod handoff;
+pub mod pipeline;
 pub mod plan;
+pub mod policy_ctl;
 pub mod report;
 pub mod setup;
 pub mod stats;

@@ -7,16 +7,20 @@
 use clap::Parser;
 use crossbeam::channel;
 use pmd_app::args::{self, AppArgs};
+use pmd_app::commands::{self, AppHandler};
+use pmd_app::control;
 use pmd_app::dataplane::{Dataplane, WorkerHandle};
 use pmd_app::dpdk::{self, events, Eal, Mempool};
+use pmd_app::pipeline::Pipeline;
 use pmd_app::report::Snapshot;
 use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
-use pmd_app::worker::Worker;
+use pmd_app::worker::{Shared, Worker};
 use pmd_app::{handoff, setup};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vfp_core::action::nat::NatPorts;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -73,10 +77,16 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     }
 
     let running = Arc::new(AtomicBool::new(true));
-    {
-        let r = running.clone();
-        ctrlc::set_handler(move || r.store(false, Ordering::Relaxed))
-            .map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    // SIGINT/SIGTERM ask for a clean stop, SIGHUP for a policy reload; the
+    // supervisor acts on both flags.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for (sig, flag) in [
+        (signal_hook::consts::SIGINT, &stop),
+        (signal_hook::consts::SIGTERM, &stop),
+        (signal_hook::consts::SIGHUP, &reload),
+    ] {
+        signal_hook::flag::register(sig, flag.clone()).map_err(|e| format!("cannot install a signal handler: {e}"))?;
     }
     let inboxes = handoff::inboxes(workers);
     let quiesced = Arc::new(AtomicUsize::new(0));
@@ -93,27 +103,60 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         running: running.clone(),
         switches: Vec::new(),
         switch_count: 0,
+        drain_dropped: 0,
+        policy: None,
+        nat: Arc::new(NatPorts::new()),
+        shard_capacity: app.max_flows as usize,
+        cmd_seq: 0,
+        engine_stats: Default::default(),
+        last_sample: None,
+    };
+    let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
+        Some(file) => {
+            let mut policy = dp.read_policy(file)?;
+            policy.generation = 1;
+            let policy = Arc::new(policy);
+            let pipes = dp.pipelines(&policy, workers)?;
+            log::info!(
+                "policy {} ({} rules), flow table {} pairs per lcore",
+                policy.origin(),
+                policy.rule_count(),
+                dp.shard_capacity
+            );
+            dp.policy = Some(policy);
+            pipes.into_iter().map(Some).collect()
+        }
+        None => {
+            log::info!("no --policy: plain forwarding between paired vports");
+            (0..workers).map(|_| None).collect()
+        }
     };
     let plans = dp.plans(workers);
     let mut main_worker = None;
     for (i, (lcore, plan)) in lcores.iter().zip(plans).enumerate() {
+        let pipe = pipes[i].take();
+        let engine = pipe.as_ref().map(|p| p.shard.stats().clone());
         let (tx, rx) = channel::bounded(64);
         let stats = Arc::new(WorkerStats::default());
         stats.plan_ack.store(plan.generation, Ordering::Release);
         let w = Worker::new(
             i,
             Arc::new(plan),
+            pipe,
             rx,
-            inboxes.clone(),
             stats.clone(),
-            running.clone(),
-            quiesced.clone(),
-            app.idle_sleep_us,
+            Shared {
+                inboxes: inboxes.clone(),
+                running: running.clone(),
+                quiesced: quiesced.clone(),
+                idle_sleep_max_us: app.idle_sleep_us,
+            },
         );
         dp.workers.push(WorkerHandle {
             lcore: *lcore,
             cmds: tx,
             stats,
+            engine,
         });
         if i == 0 {
             main_worker = Some(w);
@@ -122,8 +165,50 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         }
     }
 
-    let (_rq_tx, rq_rx) = channel::bounded(64);
+    if let Some(e) = dp.workers.iter().map(|w| w.engine.clone()).collect::<Option<Vec<_>>>() {
+        *dp.engine_stats.lock().unwrap_or_else(|e| e.into_inner()) = e;
+    }
+    let sources = telemetry_sources(&dp);
+    if let Err(e) = dpdk::telemetry::register(sources) {
+        log::warn!("DPDK telemetry: {e} (the app's counters will not be there)");
+    }
+    let (rq_tx, rq_rx) = channel::bounded(64);
+    let mut server = if app.no_control_socket {
+        None
+    } else {
+        let path = app
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| control::default_socket_path(&args::file_prefix(eal_args)));
+        let handler = Arc::new(AppHandler {
+            requests: rq_tx.clone(),
+            running: running.clone(),
+        });
+        let s = control::Server::bind(&path, app.control_socket_group.as_deref())
+            .and_then(|s| s.spawn(handler))
+            .map_err(|e| format!("control socket {}: {e}", path.display()));
+        match s {
+            Ok(s) => {
+                log::info!("control socket {}", path.display());
+                Some(s)
+            }
+            Err(e) => {
+                // Workers are already polling: stop them before failing.
+                running.store(false, Ordering::Relaxed);
+                if let Some(w) = main_worker.take() {
+                    w.run();
+                }
+                for l in lcores.iter().skip(1) {
+                    dpdk::lcore::wait(*l);
+                }
+                return Err(e);
+            }
+        }
+    };
     let sup = Supervisor {
+        stop,
+        reload,
+        policy_file: app.policy.clone(),
         dp,
         events: ev_rx,
         requests: rq_rx,
@@ -144,13 +229,74 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         dpdk::lcore::wait(*l);
     }
     let dp = control.join().map_err(|_| "control thread panicked".to_string())?;
-    teardown(dp, eal)
+    if let Some(s) = server.as_mut() {
+        s.shutdown();
+    }
+    drop(rq_tx);
+    teardown(dp, eal, app.final_stats.as_deref())
+}
+
+/// The app's counters under DPDK telemetry (`dpdk-telemetry.py`:
+/// `/vfp/stats`, `/vfp/drops`), read lock-free from the per-lcore blocks.
+fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::telemetry::Source)> {
+    let workers: Vec<Arc<WorkerStats>> = dp.workers.iter().map(|w| w.stats.clone()).collect();
+    let engine = dp.engine_stats.clone();
+    let w2 = workers.clone();
+    let e2 = engine.clone();
+    let stats: dpdk::telemetry::Source = Box::new(move || {
+        let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
+        let mut v = vec![
+            ("rx_packets".to_string(), sum(&|w| w.rx_packets.get())),
+            ("tx_packets".to_string(), sum(&|w| w.tx_packets.get())),
+            ("rx_bytes".to_string(), sum(&|w| w.rx_bytes.get())),
+            ("tx_bytes".to_string(), sum(&|w| w.tx_bytes.get())),
+            ("handoff_packets".to_string(), sum(&|w| w.handoff_out.get())),
+            ("busy_cycles".to_string(), sum(&|w| w.busy_cycles.get())),
+            ("busy_packets".to_string(), sum(&|w| w.busy_packets.get())),
+        ];
+        let shards = engine.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, (name, _)) in shards.first().map(|s| s.named()).unwrap_or_default().iter().enumerate() {
+            let n: u64 = shards.iter().map(|s| s.named()[i].1).sum();
+            v.push((name.replace('-', "_"), n));
+        }
+        v
+    });
+    let drops: dpdk::telemetry::Source = Box::new(move || {
+        let mut v: Vec<(String, u64)> = pmd_app::stats::AppDrop::ALL
+            .iter()
+            .map(|d| {
+                (
+                    d.as_str().replace('-', "_"),
+                    w2.iter().map(|w| w.drops[*d as usize].get()).sum(),
+                )
+            })
+            .collect();
+        let shards = e2.lock().unwrap_or_else(|e| e.into_inner());
+        for r in vfp_core::shard::DropReason::ALL {
+            let n: u64 = shards.iter().map(|s| s.drop_count(r)).sum();
+            let name = r.as_str().replace('-', "_");
+            match v.iter_mut().find(|(k, _)| *k == name) {
+                Some(e) => e.1 += n,
+                None => v.push((name, n)),
+            }
+        }
+        v
+    });
+    vec![
+        (
+            "/vfp/stats",
+            "pmd-app packet and flow-table counters, summed over lcores",
+            stats,
+        ),
+        ("/vfp/drops", "pmd-app drops by reason, summed over lcores", drops),
+    ]
 }
 
 /// Stops and closes every port, empties the hand-off queues and checks
 /// that every mbuf came back to the pool.
-fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
-    let final_stats = Snapshot::take(&dp, None, &|_| Vec::new());
+fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Result<i32, String> {
+    let final_stats = Snapshot::take(&dp, None);
+    let mut stats_json = stats_file.map(|_| commands::stats(&dp, &final_stats));
     let Dataplane {
         vports,
         workers,
@@ -175,6 +321,12 @@ fn teardown(dp: Dataplane, eal: Eal) -> Result<i32, String> {
     print!("{}", final_stats.render("final counters"));
     let total = pool.size();
     let avail = pool.available();
+    if let (Some(f), Some(v)) = (stats_file, stats_json.as_mut()) {
+        // Mbufs as they are with every port closed: a leak shows here.
+        v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
+        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
+        std::fs::write(f, text + "\n").map_err(|e| format!("--final-stats {}: {e}", f.display()))?;
+    }
     let code = if avail == total {
         println!("mbufs: all {total} returned to the pool");
         0

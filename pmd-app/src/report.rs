@@ -63,6 +63,8 @@ pub struct Snapshot {
     pub paths: Vec<PathRow>,
     pub lcores: Vec<LcoreRow>,
     pub drops: BTreeMap<String, u64>,
+    /// Flow-table counters summed over the shards (empty without policy).
+    pub engine: BTreeMap<String, u64>,
     pub mbufs_in_use: u32,
     pub mbufs_total: u32,
 }
@@ -75,12 +77,8 @@ fn rate(now: u64, before: u64, secs: f64) -> f64 {
     }
 }
 
-/// Extra drop counters per worker, from the engine (filled in by the
-/// pipeline when a shard runs).
-pub type ExtraDrops<'a> = &'a dyn Fn(usize) -> Vec<(&'static str, u64)>;
-
 impl Snapshot {
-    pub fn take(dp: &Dataplane, prev: Option<&Snapshot>, extra: ExtraDrops) -> Snapshot {
+    pub fn take(dp: &Dataplane, prev: Option<&Snapshot>) -> Snapshot {
         let at = Instant::now();
         let secs = prev.map(|p| at.duration_since(p.at).as_secs_f64()).unwrap_or(0.0);
         let mut paths = Vec::new();
@@ -115,6 +113,7 @@ impl Snapshot {
             }
         }
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
+        let mut engine: BTreeMap<String, u64> = BTreeMap::new();
         let mut lcores = Vec::new();
         for (i, w) in dp.workers.iter().enumerate() {
             let s = &w.stats;
@@ -134,8 +133,17 @@ impl Snapshot {
             for d in AppDrop::ALL {
                 row.drops.insert(d.as_str().to_string(), s.drops[d as usize].get());
             }
-            for (name, n) in extra(i) {
-                row.drops.insert(name.to_string(), n);
+            if let Some(e) = &w.engine {
+                for (r, n) in e.drops() {
+                    *row.drops.entry(r.as_str().to_string()).or_default() += n;
+                }
+                for (name, n) in e.named() {
+                    *engine.entry(name.to_string()).or_default() += n;
+                }
+                row.flows = e.flows_active.get();
+            }
+            if i == 0 && dp.drain_dropped > 0 {
+                row.drops.insert("drain-dropped".to_string(), dp.drain_dropped);
             }
             for (k, n) in &row.drops {
                 *drops.entry(k.clone()).or_default() += n;
@@ -166,6 +174,7 @@ impl Snapshot {
             paths,
             lcores,
             drops,
+            engine,
             mbufs_in_use: total - dp.pool.available().min(total),
             mbufs_total: total,
         }
@@ -230,6 +239,21 @@ impl Snapshot {
                 nonzero.join(" ")
             }
         );
+        if !self.engine.is_empty() {
+            let pick = [
+                "forwarded",
+                "l2-forwarded",
+                "flows-active",
+                "flows-created",
+                "flows-expired",
+                "redirects-out",
+            ];
+            let shown: Vec<String> = pick
+                .iter()
+                .map(|k| format!("{k}={}", self.engine.get(*k).copied().unwrap_or(0)))
+                .collect();
+            let _ = writeln!(s, "engine: {}", shown.join(" "));
+        }
         let _ = writeln!(s, "mbufs in use: {} of {}", self.mbufs_in_use, self.mbufs_total);
         s
     }

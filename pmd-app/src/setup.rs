@@ -51,7 +51,7 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
             .map(|(i, p)| {
                 Ok(Vport {
                     name: format!("port{}", p.0),
-                    role: if i % 2 == 0 { Role::Vm } else { Role::Net },
+                    role: if i.is_multiple_of(2) { Role::Vm } else { Role::Net },
                     peer: pair_peer(i, n),
                     fast: Some(path(&p.name())?),
                     soft: None,

@@ -6,7 +6,9 @@ use crate::dataplane::Dataplane;
 use crate::dpdk::events::DeviceEvent;
 use crate::report::Snapshot;
 use crossbeam::channel::Receiver;
-use std::sync::atomic::Ordering;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A request from the control socket, answered on `reply`.
@@ -18,6 +20,12 @@ const RATE_SAMPLE: Duration = Duration::from_secs(1);
 
 pub struct Supervisor {
     pub dp: Dataplane,
+    /// Set by SIGINT/SIGTERM: stop cleanly.
+    pub stop: Arc<AtomicBool>,
+    /// Set by SIGHUP: re-read the policy file.
+    pub reload: Arc<AtomicBool>,
+    /// The file SIGHUP re-reads (the last one loaded).
+    pub policy_file: Option<PathBuf>,
     pub events: Receiver<DeviceEvent>,
     pub requests: Receiver<Request>,
     pub stats_period: Duration,
@@ -30,7 +38,7 @@ impl Supervisor {
     pub fn run(mut self) -> Dataplane {
         let mut last_link = Instant::now();
         let mut last_print = Instant::now();
-        let mut sample = Snapshot::take(&self.dp, None, &|_| Vec::new());
+        let mut sample = Snapshot::take(&self.dp, None);
         let mut printed = sample.clone();
         while self.dp.running.load(Ordering::Relaxed) {
             crossbeam::select! {
@@ -44,11 +52,19 @@ impl Supervisor {
                 self.dp.poll_links();
             }
             if now.duration_since(sample.at) >= RATE_SAMPLE {
-                sample = Snapshot::take(&self.dp, Some(&sample), &|_| Vec::new());
+                sample = Snapshot::take(&self.dp, Some(&sample));
+                self.dp.last_sample = Some(sample.clone());
+            }
+            if self.stop.load(Ordering::Relaxed) {
+                log::info!("signal received, stopping");
+                self.dp.running.store(false, Ordering::Relaxed);
+            }
+            if self.reload.swap(false, Ordering::Relaxed) {
+                self.reload_policy();
             }
             if !self.stats_period.is_zero() && now.duration_since(last_print) >= self.stats_period {
                 last_print = now;
-                let s = Snapshot::take(&self.dp, Some(&printed), &|_| Vec::new());
+                let s = Snapshot::take(&self.dp, Some(&printed));
                 print!("{}", s.render("pmd-app counters"));
                 printed = s;
             }
@@ -69,5 +85,24 @@ impl Supervisor {
             rq(&mut self.dp);
         }
         self.dp
+    }
+
+    /// SIGHUP: re-read the policy file and publish it. A bad file keeps
+    /// the running policy.
+    fn reload_policy(&mut self) {
+        let Some(file) = self
+            .dp
+            .policy
+            .as_ref()
+            .map(|p| PathBuf::from(p.origin()))
+            .or(self.policy_file.clone())
+        else {
+            log::warn!("SIGHUP: no policy file to reload (started without --policy)");
+            return;
+        };
+        match self.dp.read_policy(&file).and_then(|p| self.dp.install_policy(p)) {
+            Ok(p) => log::info!("SIGHUP: reloaded {} as generation {}", file.display(), p.generation),
+            Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
+        }
     }
 }

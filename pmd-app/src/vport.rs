@@ -152,7 +152,7 @@ impl Vport {
 
 /// testpmd pairing: 0<->1, 2<->3, an odd last one back to itself.
 pub fn pair_peer(i: usize, n: usize) -> u16 {
-    let p = if i % 2 == 0 {
+    let p = if i.is_multiple_of(2) {
         if i + 1 < n {
             i + 1
         } else {

@@ -1,4 +1,12 @@
-//! The per-lcore poll loop: rx burst -> (pipeline) -> tx burst.
+//! The per-lcore poll loop: rx burst -> pipeline -> tx burst.
+//!
+//! Without a policy a worker forwards every burst to the arrival vport's
+//! peer unmodified (testpmd io-style). With one, every packet goes
+//! through the worker's [`Pipeline`] (its shard of the flow table): it is
+//! transposed and transmitted, handed to the lcore that owns its flow,
+//! or dropped with a counted reason. Shard messages (redirects) are
+//! delivered before a burst is processed and sent after it, so a reply
+//! never overtakes the redirect it needs.
 //!
 //! A worker owns the rx queues its [`WorkerPlan`] lists and tx queue
 //! number `worker id` on every device. It picks up a new plan, or any
@@ -10,17 +18,34 @@
 
 use crate::dpdk::{self, Burst, Mbuf};
 use crate::handoff::{Handoff, Inboxes};
+use crate::pipeline::{Fate, Pipeline};
 use crate::plan::{TxRoute, WorkerPlan};
 use crate::stats::{AppDrop, WorkerStats};
-use crossbeam::channel::Receiver;
+use crossbeam::channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use vfp_core::policy::Policy;
+use vfp_core::shard::{FlowFilter, FlowInfo};
 
 /// Commands the control plane sends a worker.
 pub enum WorkerCmd {
     /// Run this plan from now on.
     Plan(Arc<WorkerPlan>),
+    /// Turn the pipeline on with this shard (the first policy).
+    Pipeline(Box<Pipeline>),
+    /// Use this policy from now on (flows are reconciled lazily).
+    Policy { policy: Arc<Policy>, seq: u64 },
+    /// Flows matching the filter: how many, and up to `limit` of them.
+    Flows {
+        filter: FlowFilter,
+        limit: usize,
+        reply: Sender<(usize, Vec<FlowInfo>)>,
+    },
+    /// One flow by its slot id.
+    Flow { id: u32, reply: Sender<Option<FlowInfo>> },
+    /// Remove the flows matching the filter; replies how many.
+    Flush { filter: FlowFilter, reply: Sender<usize> },
 }
 
 pub struct Worker {
@@ -35,35 +60,48 @@ pub struct Worker {
     idle_sleep_max_us: u32,
     /// Per vport: packets waiting for a tx burst.
     tx: Vec<Burst>,
+    /// The flow-table shard, once a policy is loaded.
+    pipe: Option<Box<Pipeline>>,
 }
 
 /// Empty polls before the worker starts sleeping.
 const SPIN_BEFORE_SLEEP: u32 = 256;
 /// Inbox entries handled per iteration (bounds one iteration's latency).
 const INBOX_BUDGET: usize = 256;
+/// Flow-table slots examined for expiry per iteration.
+const EXPIRE_BUDGET: usize = 16;
+
+/// What every worker shares with the others and the control plane.
+#[derive(Clone)]
+pub struct Shared {
+    pub inboxes: Inboxes,
+    pub running: Arc<AtomicBool>,
+    /// Workers that stopped receiving (two-phase shutdown).
+    pub quiesced: Arc<AtomicUsize>,
+    pub idle_sleep_max_us: u32,
+}
 
 impl Worker {
     pub fn new(
         id: usize,
         plan: Arc<WorkerPlan>,
+        pipe: Option<Box<Pipeline>>,
         cmds: Receiver<WorkerCmd>,
-        inboxes: Inboxes,
         stats: Arc<WorkerStats>,
-        running: Arc<AtomicBool>,
-        quiesced: Arc<AtomicUsize>,
-        idle_sleep_max_us: u32,
+        shared: Shared,
     ) -> Worker {
         let tx = (0..plan.tx.len()).map(|_| Burst::new()).collect();
         Worker {
             id,
             plan,
             cmds,
-            inboxes,
+            inboxes: shared.inboxes,
             stats,
-            running,
-            quiesced,
-            idle_sleep_max_us,
+            running: shared.running,
+            quiesced: shared.quiesced,
+            idle_sleep_max_us: shared.idle_sleep_max_us,
             tx,
+            pipe,
         }
     }
 
@@ -81,7 +119,8 @@ impl Worker {
         while self.running.load(Ordering::Relaxed) {
             self.take_commands();
             let t0 = dpdk::rdtsc();
-            let mut moved = 0usize;
+            let now = self.pipe.as_ref().map_or(0, |p| p.now_ns(t0));
+            let mut moved = self.drain_inbox(now);
             let plan = Arc::clone(&self.plan);
             for rq in plan.rx.iter() {
                 let n = rq.port.rx_burst(rq.queue, &mut rx);
@@ -90,10 +129,19 @@ impl Worker {
                 }
                 moved += n;
                 self.count_rx(rq.port.0, &rx);
-                self.forward_burst(rq.vport, &mut rx);
+                if self.pipe.is_some() {
+                    self.deliver_msgs();
+                    self.pipeline_burst(rq.vport, &mut rx, now);
+                } else {
+                    self.forward_burst(rq.vport, &mut rx);
+                }
             }
-            moved += self.drain_inbox();
+            self.send_msgs();
             self.flush_tx();
+            if let Some(p) = self.pipe.as_mut() {
+                p.shard.expire(now, EXPIRE_BUDGET);
+                self.send_msgs();
+            }
             let dt = dpdk::rdtsc().wrapping_sub(t0);
             self.stats.total_cycles.add(dt);
             if moved > 0 {
@@ -130,6 +178,30 @@ impl Worker {
                     self.plan = p;
                     self.stats.plan_ack.store(gen, Ordering::Release);
                 }
+                WorkerCmd::Pipeline(p) => {
+                    self.pipe = Some(p);
+                }
+                WorkerCmd::Policy { policy, seq } => {
+                    if let Some(p) = self.pipe.as_mut() {
+                        p.set_policy(policy);
+                    }
+                    self.stats.cmd_ack.store(seq, Ordering::Release);
+                }
+                WorkerCmd::Flows { filter, limit, reply } => {
+                    let r = match self.pipe.as_ref() {
+                        Some(p) => (p.shard.count(&filter), p.shard.flows(&filter, limit)),
+                        None => (0, Vec::new()),
+                    };
+                    let _ = reply.send(r);
+                }
+                WorkerCmd::Flow { id, reply } => {
+                    let _ = reply.send(self.pipe.as_ref().and_then(|p| p.shard.flow(id)));
+                }
+                WorkerCmd::Flush { filter, reply } => {
+                    let n = self.pipe.as_mut().map_or(0, |p| p.shard.flush_matching(&filter));
+                    self.send_msgs();
+                    let _ = reply.send(n);
+                }
             }
         }
     }
@@ -162,6 +234,55 @@ impl Worker {
         }
     }
 
+    /// Runs a burst through the pipeline, run to completion.
+    #[inline(always)]
+    fn pipeline_burst(&mut self, vport: u16, burst: &mut Burst, now: u64) {
+        for m in burst.iter() {
+            m.prefetch();
+        }
+        for m in burst.drain() {
+            self.pipeline_one(vport, m, true, now);
+        }
+    }
+
+    #[inline(always)]
+    fn pipeline_one(&mut self, vport: u16, mut m: Mbuf, may_redirect: bool, now: u64) {
+        let Some(pipe) = self.pipe.as_mut() else {
+            let out = self.plan.peer[vport as usize];
+            self.enqueue_tx(out, m);
+            return;
+        };
+        match pipe.classify(&mut m, vport, may_redirect, now) {
+            Fate::Tx(out) => self.enqueue_tx(out, m),
+            Fate::HandOff(owner) => self.hand_off(owner, Handoff::Process { vport, mbuf: m }),
+            Fate::Drop => drop(m),
+        }
+    }
+
+    /// Applies the flow-table messages other shards sent this one.
+    fn deliver_msgs(&mut self) {
+        let q = &self.inboxes.msgs[self.id];
+        match self.pipe.as_mut() {
+            Some(p) => {
+                while let Some(m) = q.pop() {
+                    p.shard.deliver(m);
+                }
+            }
+            None => while q.pop().is_some() {},
+        }
+    }
+
+    /// Sends the shard's outbox; what does not fit stays for next time.
+    fn send_msgs(&mut self) {
+        let lanes = &self.inboxes;
+        if let Some(p) = self.pipe.as_mut() {
+            let out = p.shard.outbox();
+            if !out.is_empty() {
+                out.retain(|m| lanes.msgs.get(m.to()).is_some_and(|q| q.push(*m).is_err()));
+            }
+        }
+    }
+
     /// Transmits a burst, retries once what the ring refused, drops (and
     /// counts) the rest.
     #[inline(always)]
@@ -187,7 +308,7 @@ impl Worker {
 
     #[inline(always)]
     fn hand_off(&self, to: usize, h: Handoff) {
-        match self.inboxes[to].push(h) {
+        match self.inboxes.packets[to].push(h) {
             Ok(()) => self.stats.handoff_out.inc(),
             Err(h) => {
                 drop(h);
@@ -245,10 +366,12 @@ impl Worker {
         }
     }
 
-    /// Handles what other lcores handed us; returns how many packets.
-    fn drain_inbox(&mut self) -> usize {
+    /// Handles what other lcores handed us (shard messages first);
+    /// returns how many packets.
+    fn drain_inbox(&mut self, now: u64) -> usize {
+        self.deliver_msgs();
         let inboxes = Arc::clone(&self.inboxes);
-        let inbox = &inboxes[self.id];
+        let inbox = &inboxes.packets[self.id];
         let mut n = 0;
         while n < INBOX_BUDGET {
             let Some(h) = inbox.pop() else { break };
@@ -256,10 +379,8 @@ impl Worker {
             self.stats.handoff_in.inc();
             match h {
                 Handoff::Tx { vport, mbuf } => self.enqueue_tx(vport, mbuf),
-                Handoff::Process { vport, mbuf } => {
-                    let out = self.plan.peer[vport as usize];
-                    self.enqueue_tx(out, mbuf);
-                }
+                Handoff::Process { vport, mbuf } => self.pipeline_one(vport, mbuf, false, now),
+                Handoff::Rx { vport, mbuf } => self.pipeline_one(vport, mbuf, true, now),
             }
         }
         n
@@ -269,13 +390,16 @@ impl Worker {
     /// its inbox until every worker stopped receiving and every inbox is
     /// empty, so packets handed between lcores at the end are delivered.
     fn shutdown(&mut self) {
+        self.send_msgs();
         self.flush_tx();
         self.quiesced.fetch_add(1, Ordering::AcqRel);
         let n = self.inboxes.len();
         loop {
-            let moved = self.drain_inbox();
+            let now = self.pipe.as_ref().map_or(0, |p| p.now_ns(dpdk::rdtsc()));
+            let moved = self.drain_inbox(now);
+            self.send_msgs();
             self.flush_tx();
-            if moved == 0 && self.quiesced.load(Ordering::Acquire) == n && self.inboxes.iter().all(|q| q.is_empty()) {
+            if moved == 0 && self.quiesced.load(Ordering::Acquire) == n && self.inboxes.all_empty() {
                 break;
             }
             if moved == 0 {

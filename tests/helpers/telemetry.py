@@ -5,6 +5,10 @@
   telemetry.py PREFIX stats PORT              print the port's stats as JSON
   telemetry.py PREFIX rate PORT SECS [FIELD]  packets/s of FIELD (opackets) over SECS
   telemetry.py PREFIX wait [SECS]             wait until the socket answers
+  telemetry.py PREFIX until FIELD N [SECS]    wait until /vfp/stats FIELD >= N
+  telemetry.py PREFIX cycles SECS             pmd-app busy cycles per packet over SECS
+  telemetry.py PREFIX cps FROM TO [SECS]      flows created per second between
+                                              flows_created FROM and TO
   telemetry.py PREFIX cmd /some/command       print any command's reply
 """
 import json
@@ -44,6 +48,38 @@ def main():
         print(json.dumps(query(s, "/ethdev/stats,%s" % sys.argv[3])["/ethdev/stats"]))
     elif what == "cmd":
         print(json.dumps(query(s, sys.argv[3])))
+    elif what == "until":
+        field, n = sys.argv[3], int(sys.argv[4])
+        end = time.time() + (float(sys.argv[5]) if len(sys.argv) > 5 else 60)
+        while True:
+            v = (query(s, "/vfp/stats").get("/vfp/stats") or {}).get(field, 0)
+            if v >= n:
+                return 0
+            if time.time() > end:
+                print("%s stayed at %d < %d" % (field, v, n), file=sys.stderr)
+                return 1
+            time.sleep(0.01)
+    elif what == "cycles":
+        a = query(s, "/vfp/stats")["/vfp/stats"]
+        time.sleep(float(sys.argv[3]))
+        b = query(s, "/vfp/stats")["/vfp/stats"]
+        dp = b["busy_packets"] - a["busy_packets"]
+        print("%.1f" % ((b["busy_cycles"] - a["busy_cycles"]) / dp if dp else 0))
+    elif what == "cps":
+        lo, hi = int(sys.argv[3]), int(sys.argv[4])
+        end = time.time() + (float(sys.argv[5]) if len(sys.argv) > 5 else 60)
+        t_lo = None
+        while time.time() < end:
+            v = (query(s, "/vfp/stats").get("/vfp/stats") or {}).get("flows_created", 0)
+            now = time.time()
+            if t_lo is None and v >= lo:
+                t_lo, v_lo = now, v
+            if t_lo is not None and v >= hi:
+                print("%.0f" % ((v - v_lo) / (now - t_lo)))
+                return 0
+            time.sleep(0.002)
+        print("flows_created did not reach %d" % hi, file=sys.stderr)
+        return 1
     elif what == "rate":
         port, secs = sys.argv[3], float(sys.argv[4])
         field = sys.argv[5] if len(sys.argv) > 5 else "opackets"

@@ -218,8 +218,7 @@ fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>)
         }
         ethertype::IPV6 => {
             let ip = Ipv6Packet::new_checked(l3)?;
-            let chain =
-                ipv6::walk_ext_headers(ip.payload(), ip.next_header(), MAX_IPV6_EXT_HEADERS)?;
+            let chain = ipv6::walk_ext_headers(ip.payload(), ip.next_header(), MAX_IPV6_EXT_HEADERS)?;
             p.l3 = L3::Ipv6;
             p.key.src = ip.src_addr();
             p.key.dst = ip.dst_addr();
@@ -263,12 +262,7 @@ fn fragment(offset: u16, more: bool) -> Fragment {
 /// Fills ports, TCP flags and `l4_off`/`payload_off` from the L4 header
 /// in `frame[l4_off..l3_end]` (both checked by the IP view).
 #[inline]
-fn parse_l4(
-    frame: &[u8],
-    l4_off: usize,
-    l3_end: usize,
-    p: &mut Parsed,
-) -> Result<Option<VxlanAt>, ParseError> {
+fn parse_l4(frame: &[u8], l4_off: usize, l3_end: usize, p: &mut Parsed) -> Result<Option<VxlanAt>, ParseError> {
     p.l4_off = off16(l4_off)?;
     p.payload_off = p.l4_off;
     if p.fragment == Fragment::Later {

@@ -159,12 +159,10 @@ impl Shard {
     /// Applies a message another shard sent here.
     pub fn deliver(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::InstallRedirect { key, owner, .. } => {
-                match self.table.insert_redirect(key, owner) {
-                    Ok(()) => self.stats.redirects_installed.inc(),
-                    Err(_) => self.stats.redirects_refused.inc(),
-                }
-            }
+            ShardMsg::InstallRedirect { key, owner, .. } => match self.table.insert_redirect(key, owner) {
+                Ok(()) => self.stats.redirects_installed.inc(),
+                Err(_) => self.stats.redirects_refused.inc(),
+            },
             ShardMsg::RemoveRedirect { key, owner, .. } => {
                 self.table.remove_redirect(&key, owner);
             }
@@ -173,13 +171,7 @@ impl Shard {
 
     /// Decides the fate of one packet and transposes it in place.
     /// `parsed` describes `frame` with the key's vport and direction set.
-    pub fn process(
-        &mut self,
-        frame: &mut Frame,
-        parsed: &Parsed,
-        now_ns: u64,
-        may_redirect: bool,
-    ) -> Verdict {
+    pub fn process(&mut self, frame: &mut Frame, parsed: &Parsed, now_ns: u64, may_redirect: bool) -> Verdict {
         self.plan = ChecksumPlan::default();
         self.clock_ns = self.clock_ns.max(now_ns);
         let v = self.decide(frame, parsed, now_ns, may_redirect);
@@ -191,13 +183,7 @@ impl Shard {
         v
     }
 
-    fn decide(
-        &mut self,
-        frame: &mut Frame,
-        parsed: &Parsed,
-        now: u64,
-        may_redirect: bool,
-    ) -> Verdict {
+    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
         if !matches!(parsed.l3, L3::Ipv4 | L3::Ipv6) {
             return match self.policy.vports().get(usize::from(parsed.key.vport)) {
                 Some(v) => {
@@ -227,20 +213,9 @@ impl Shard {
     }
 
     #[inline]
-    fn hit(
-        &mut self,
-        idx: u32,
-        side: Side,
-        frame: &mut Frame,
-        parsed: &Parsed,
-        now: u64,
-    ) -> Verdict {
+    fn hit(&mut self, idx: u32, side: Side, frame: &mut Frame, parsed: &Parsed, now: u64) -> Verdict {
         let generation = self.policy.generation;
-        if self
-            .table
-            .pair(idx)
-            .is_some_and(|p| p.generation != generation)
-        {
+        if self.table.pair(idx).is_some_and(|p| p.generation != generation) {
             if let Err(r) = self.reconcile(idx) {
                 return Verdict::Drop(r);
             }
@@ -262,13 +237,7 @@ impl Shard {
         }
     }
 
-    fn miss(
-        &mut self,
-        frame: &mut Frame,
-        parsed: &Parsed,
-        now: u64,
-        may_redirect: bool,
-    ) -> Verdict {
+    fn miss(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
         let key = &parsed.key;
         let owner = key.owner(self.cfg.nshards);
         if may_redirect && owner != self.cfg.id {
@@ -293,26 +262,14 @@ impl Shard {
     }
 
     /// Claims the SNAT port (if any), compiles and inserts a pair.
-    fn create_pair(
-        &mut self,
-        first: &FirstPacket,
-        a: &Actions,
-        now: u64,
-    ) -> Result<u32, DropReason> {
+    fn create_pair(&mut self, first: &FirstPacket, a: &Actions, now: u64) -> Result<u32, DropReason> {
         let nat = match &a.snat {
             Some(spec) => Some(self.claim_snat(first.key(), a, spec)?),
             None => None,
         };
         let compiled = compile_pair(first, a, nat);
         let inserted = compiled.and_then(|c| {
-            let pair = FlowPair::new(
-                *first,
-                c.rev_key,
-                [c.fwd, c.rev],
-                nat,
-                self.policy.generation,
-                now,
-            );
+            let pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, self.policy.generation, now);
             self.table.insert_pair(pair).map_err(|e| match e {
                 InsertError::Full => DropReason::TableFull,
                 InsertError::Conflict => DropReason::FlowConflict,
@@ -345,12 +302,7 @@ impl Shard {
 
     /// Claims an SNAT port from `spec`: preferably one whose return
     /// traffic hashes to this shard (no redirect needed), else any.
-    fn claim_snat(
-        &mut self,
-        key: &FlowKey,
-        a: &Actions,
-        spec: &SnatSpec,
-    ) -> Result<NatBinding, DropReason> {
+    fn claim_snat(&mut self, key: &FlowKey, a: &Actions, spec: &SnatSpec) -> Result<NatBinding, DropReason> {
         if !key.is_ipv4() {
             return Err(DropReason::NatFamily);
         }
@@ -374,9 +326,7 @@ impl Shard {
                 for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
                     let port = lo + ((u32::from(start - lo) + i) % range) as u16;
                     let rk = reverse_key(key, a, Some((addr, port)));
-                    if rk.owner(n) == self.cfg.id
-                        && !self.nat.is_claimed(slot, port)
-                        && self.nat.try_claim(slot, port)
+                    if rk.owner(n) == self.cfg.id && !self.nat.is_claimed(slot, port) && self.nat.try_claim(slot, port)
                     {
                         self.snat_port_cursor = port.wrapping_add(1);
                         return Ok(bind(slot, addr, port));
@@ -492,6 +442,36 @@ impl Shard {
         }
         self.stats.flows_removed.add(n as u64);
         n
+    }
+
+    /// Removes the pairs matching `filter`; returns how many.
+    pub fn flush_matching(&mut self, filter: &FlowFilter) -> usize {
+        let ids: Vec<u32> = self
+            .table
+            .iter()
+            .filter(|(_, p)| filter.matches(p))
+            .map(|(i, _)| i)
+            .collect();
+        let mut n = 0;
+        for i in ids {
+            if self.remove(i).is_some() {
+                n += 1;
+            }
+        }
+        self.stats.flows_removed.add(n as u64);
+        n
+    }
+
+    /// How many pairs match `filter`.
+    pub fn count(&self, filter: &FlowFilter) -> usize {
+        self.table.iter().filter(|(_, p)| filter.matches(p)).count()
+    }
+
+    /// The pair in slab slot `id`, if one lives there.
+    pub fn flow(&self, id: u32) -> Option<FlowInfo> {
+        self.table
+            .pair(id)
+            .map(|p| FlowInfo::new(self.cfg.id, id, p, self.clock_ns))
     }
 
     /// Up to `limit` pairs matching `filter`, for the control plane.

@@ -36,29 +36,18 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             "ipv4_options_tcp",
             eth(&[], ET_IPV4, &v4_opts.build(&tcp(1, 2, 0x10, 2, &[]))),
         ),
-        (
-            "ipv4_later_fragment",
-            eth(&[], ET_IPV4, &v4_frag.build(&[0; 16])),
-        ),
+        ("ipv4_later_fragment", eth(&[], ET_IPV4, &v4_frag.build(&[0; 16]))),
         (
             "ipv4_icmp_echo",
             eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(8, 7, b"ping"))),
         ),
         (
             "ipv6_ext_tcp",
-            eth(
-                &[],
-                ET_IPV6,
-                &ipv6(v6_addr(1), v6_addr(2), 0, 64, &v6_chain),
-            ),
+            eth(&[], ET_IPV6, &ipv6(v6_addr(1), v6_addr(2), 0, 64, &v6_chain)),
         ),
         (
             "ipv6_first_fragment",
-            eth(
-                &[],
-                ET_IPV6,
-                &ipv6(v6_addr(1), v6_addr(2), 44, 64, &v6_frag),
-            ),
+            eth(&[], ET_IPV6, &ipv6(v6_addr(1), v6_addr(2), 44, 64, &v6_frag)),
         ),
         (
             "ipv6_icmp_echo_reply",

@@ -17,10 +17,7 @@ fn ipv4_tcp_untagged() {
     let p = parse(&f).unwrap();
     assert_eq!(p.key.src, v4([10, 0, 0, 1]));
     assert_eq!(p.key.dst, v4([10, 0, 0, 2]));
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (1234, 80, TCP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (1234, 80, TCP));
     assert_eq!(p.key.vni, NO_VNI);
     assert_eq!((p.key.vport, p.key.dir), (0, Default::default()));
     assert_eq!(p.outer, None);
@@ -41,10 +38,7 @@ fn single_vlan_tag() {
     let p = parse(&f).unwrap();
     assert_eq!((p.vlan_count, p.vlan_id, p.ethertype), (1, 100, ET_IPV4));
     assert_eq!((p.l3_off, p.l4_off, p.payload_off), (18, 38, 46));
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (5000, 53, UDP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (5000, 53, UDP));
 }
 
 #[test]
@@ -91,10 +85,7 @@ fn ipv4_options_move_l4() {
     let f = eth(&[], ET_IPV4, &ip.build(&tcp(7, 8, 0x01, 2, b"x")));
     let p = parse(&f).unwrap();
     assert_eq!((p.l3_off, p.l4_off, p.payload_off), (14, 42, 70));
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.tcp_flags, p.ttl),
-        (7, 8, 0x01, 3)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.tcp_flags, p.ttl), (7, 8, 0x01, 3));
 }
 
 #[test]
@@ -134,10 +125,7 @@ fn ipv4_fragments() {
     seg[4..6].copy_from_slice(&3000u16.to_be_bytes());
     let p = parse(&eth(&[], ET_IPV4, &first.build(&seg))).unwrap();
     assert_eq!(p.fragment, Fragment::First);
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (1111, 2222, UDP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (1111, 2222, UDP));
     assert_eq!((p.l4_off, p.payload_off), (34, 42));
 
     for more in [true, false] {
@@ -169,10 +157,7 @@ fn ipv6_extension_headers_are_skipped() {
     let p = parse(&f).unwrap();
     assert_eq!(p.l3, L3::Ipv6);
     assert_eq!((p.key.src, p.key.dst), (v6_addr(1), v6_addr(2)));
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (2000, 22, TCP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (2000, 22, TCP));
     assert_eq!(
         (p.l3_off, p.l4_off, p.payload_off),
         (14, 14 + 40 + 48, 14 + 40 + 48 + 20)
@@ -198,10 +183,7 @@ fn ipv6_fragments() {
     let first = ipv6(v6_addr(1), v6_addr(2), 44, 64, &frag6(UDP, 0, true, &l4));
     let p = parse(&eth(&[], ET_IPV6, &first)).unwrap();
     assert_eq!(p.fragment, Fragment::First);
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (53, 5353, UDP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (53, 5353, UDP));
     assert_eq!(p.l4_off, 14 + 48);
 
     let later = ipv6(
@@ -224,11 +206,7 @@ fn ipv6_fragments() {
 
 #[test]
 fn ipv6_length_and_version_checks() {
-    let f = eth(
-        &[],
-        ET_IPV6,
-        &ipv6(v6_addr(1), v6_addr(2), UDP, 1, &udp(1, 2, &[])),
-    );
+    let f = eth(&[], ET_IPV6, &ipv6(v6_addr(1), v6_addr(2), UDP, 1, &udp(1, 2, &[])));
     assert_eq!(parse(&f[..f.len() - 1]), Err(ParseError::Truncated));
     let mut bad = f.clone();
     bad[14] = 0x40;
@@ -265,22 +243,11 @@ fn udp_length_checks() {
 
 #[test]
 fn icmp_echo_identifier_both_ways() {
-    let req = eth(
-        &[],
-        ET_IPV4,
-        &V4::new(ICMP).build(&icmp(8, 0x4242, b"ping")),
-    );
+    let req = eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(8, 0x4242, b"ping")));
     let p = parse(&req).unwrap();
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (0x4242, 0, ICMP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (0x4242, 0, ICMP));
     assert_eq!(p.payload_off, 42);
-    let rep = eth(
-        &[],
-        ET_IPV4,
-        &V4::new(ICMP).build(&icmp(0, 0x4242, b"ping")),
-    );
+    let rep = eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(0, 0x4242, b"ping")));
     let p = parse(&rep).unwrap();
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 0x4242));
     // Other types: no identifier.
@@ -296,10 +263,7 @@ fn icmp_echo_identifier_both_ways() {
         )
     };
     let p = parse(&v6(128)).unwrap();
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (7, 0, ICMPV6)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (7, 0, ICMPV6));
     let p = parse(&v6(129)).unwrap();
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 7));
     let p = parse(&v6(135)).unwrap();
@@ -327,10 +291,7 @@ fn vxlan_key_describes_inner_frame() {
     assert_eq!(p.key.vni, 5000);
     assert_eq!(p.key.src, v4([192, 168, 1, 1]));
     assert_eq!(p.key.dst, v4([192, 168, 1, 2]));
-    assert_eq!(
-        (p.key.src_port, p.key.dst_port, p.key.proto),
-        (40000, 443, TCP)
-    );
+    assert_eq!((p.key.src_port, p.key.dst_port, p.key.proto), (40000, 443, TCP));
     assert_eq!((p.eth_off, p.vlan_count, p.vlan_id), (50, 1, 7));
     assert_eq!((p.l3_off, p.l4_off, p.payload_off), (68, 88, 112));
     assert_eq!(&f[usize::from(p.payload_off)..], b"data");
@@ -340,13 +301,7 @@ fn vxlan_key_describes_inner_frame() {
 #[test]
 fn vxlan_over_ipv6_with_inner_arp() {
     let inner = eth(&[], ET_ARP, &arp());
-    let outer = ipv6(
-        v6_addr(1),
-        v6_addr(2),
-        UDP,
-        64,
-        &udp(1, 4789, &vxlan(77, &inner)),
-    );
+    let outer = ipv6(v6_addr(1), v6_addr(2), UDP, 64, &udp(1, 4789, &vxlan(77, &inner)));
     let f = eth(&[], ET_IPV6, &outer);
     let p = parse(&f).unwrap();
     let o = p.outer.unwrap();
@@ -377,16 +332,8 @@ fn vxlan_inner_frame_ends_at_udp_length() {
 #[test]
 fn nested_vxlan_is_too_deep() {
     let innermost = v4_tcp_frame();
-    let middle = eth(
-        &[],
-        ET_IPV4,
-        &V4::new(UDP).build(&udp(1, 4789, &vxlan(2, &innermost))),
-    );
-    let f = eth(
-        &[],
-        ET_IPV4,
-        &V4::new(UDP).build(&udp(1, 4789, &vxlan(1, &middle))),
-    );
+    let middle = eth(&[], ET_IPV4, &V4::new(UDP).build(&udp(1, 4789, &vxlan(2, &innermost))));
+    let f = eth(&[], ET_IPV4, &V4::new(UDP).build(&udp(1, 4789, &vxlan(1, &middle))));
     assert_eq!(parse(&f), Err(ParseError::TooDeep));
 }
 
@@ -405,11 +352,7 @@ fn port_4789_without_valid_vxlan_is_plain_udp() {
         more_frags: true,
         ..V4::new(UDP)
     };
-    let f = eth(
-        &[],
-        ET_IPV4,
-        &frag.build(&udp(1, 4789, &vxlan(9, &v4_tcp_frame()))),
-    );
+    let f = eth(&[], ET_IPV4, &frag.build(&udp(1, 4789, &vxlan(9, &v4_tcp_frame()))));
     let p = parse(&f).unwrap();
     assert_eq!((p.outer, p.fragment), (None, Fragment::First));
 }
@@ -435,12 +378,7 @@ fn every_truncation_is_an_error() {
     for f in &frames {
         assert!(parse(f).is_ok());
         for n in 0..f.len() {
-            assert_eq!(
-                parse(&f[..n]),
-                Err(ParseError::Truncated),
-                "len {n} of {}",
-                f.len()
-            );
+            assert_eq!(parse(&f[..n]), Err(ParseError::Truncated), "len {n} of {}", f.len());
         }
     }
 }

@@ -74,20 +74,12 @@ fn l4() -> impl Strategy<Value = L4> {
 
 fn ip() -> impl Strategy<Value = Ip> {
     prop_oneof![
-        (any::<[u8; 4]>(), any::<[u8; 4]>(), 0..=10usize).prop_map(|(src, dst, opt_words)| {
-            Ip::V4 {
-                src,
-                dst,
-                opt_words,
-            }
-        }),
+        (any::<[u8; 4]>(), any::<[u8; 4]>(), 0..=10usize)
+            .prop_map(|(src, dst, opt_words)| { Ip::V4 { src, dst, opt_words } }),
         (
             any::<[u8; 16]>(),
             any::<[u8; 16]>(),
-            vec(
-                (prop_oneof![Just(0u8), Just(43u8), Just(60u8)], 1..=4usize),
-                0..=4
-            )
+            vec((prop_oneof![Just(0u8), Just(43u8), Just(60u8)], 1..=4usize), 0..=4)
         )
             .prop_map(|(src, dst, exts)| Ip::V6 { src, dst, exts }),
     ]
@@ -142,23 +134,10 @@ fn build_inner(s: &Spec) -> Vec<u8> {
         .vids
         .iter()
         .enumerate()
-        .map(|(i, &v)| {
-            (
-                if i == 0 && s.vids.len() == 2 {
-                    ET_QINQ
-                } else {
-                    ET_VLAN
-                },
-                v,
-            )
-        })
+        .map(|(i, &v)| (if i == 0 && s.vids.len() == 2 { ET_QINQ } else { ET_VLAN }, v))
         .collect();
     match &s.ip {
-        Ip::V4 {
-            src,
-            dst,
-            opt_words,
-        } => {
+        Ip::V4 { src, dst, opt_words } => {
             let h = V4 {
                 src: *src,
                 dst: *dst,

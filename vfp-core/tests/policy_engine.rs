@@ -118,10 +118,7 @@ fn tcp_syn_condition_tells_first_packet_from_reply() {
     let mut pk = out_pkt();
     assert!(matches!(eval(&p, &pk), Decision::Allow(_)));
     pk.0.tcp_flags = tcp_flag::SYN | tcp_flag::ACK;
-    assert_eq!(
-        eval(&p, &pk),
-        Decision::Deny(Deny::LayerDefault { layer: 0 })
-    );
+    assert_eq!(eval(&p, &pk), Decision::Deny(Deny::LayerDefault { layer: 0 }));
 }
 
 #[test]
@@ -137,20 +134,11 @@ fn vni_condition_matches_vxlan_tenant_frames() {
 #[test]
 fn default_allow_forwards_to_the_peer_and_default_deny_names_the_layer() {
     let p = policy("[[layers]]\nname='a'\ndefault='allow'\n[[layers]]\nname='b'\ndefault='deny'\n");
-    assert_eq!(
-        eval(&p, &out_pkt()),
-        Decision::Deny(Deny::LayerDefault { layer: 1 })
-    );
+    assert_eq!(eval(&p, &out_pkt()), Decision::Deny(Deny::LayerDefault { layer: 1 }));
     let p = Policy::allow_all(&vports());
     assert_eq!(allowed(eval(&p, &out_pkt())).out_vport, WAN);
-    assert_eq!(
-        allowed(eval(&p, &pkt(WAN, OUT.2, 443, OUT.0, 40000))).out_vport,
-        VM
-    );
-    assert_eq!(
-        allowed(eval(&p, &pkt(OTHER, OUT.2, 443, OUT.0, 40000))).out_vport,
-        VM
-    );
+    assert_eq!(allowed(eval(&p, &pkt(WAN, OUT.2, 443, OUT.0, 40000))).out_vport, VM);
+    assert_eq!(allowed(eval(&p, &pkt(OTHER, OUT.2, 443, OUT.0, 40000))).out_vport, VM);
 }
 
 #[test]
@@ -204,10 +192,7 @@ fn upper_layers_see_the_dnat_backend_inbound() {
          [[layers.groups.rules]]\nid=1\npriority=1\ndst=['203.0.113.50/32']\nproto='tcp'\n\
          dst_ports=[80]\naction='dnat'\ndnat={backends=['10.1.0.5:8080']}\n",
     );
-    let a = allowed(eval(
-        &p,
-        &pkt(WAN, [192, 0, 2, 9], 5555, [203, 0, 113, 50], 80),
-    ));
+    let a = allowed(eval(&p, &pkt(WAN, [192, 0, 2, 9], 5555, [203, 0, 113, 50], 80)));
     assert_eq!(a.dnat, Some((v4_mapped([10, 1, 0, 5]), 8080)));
     assert_eq!(a.out_vport, VM);
     // The VIP itself is not allowed by the ACL: only the rewritten packet is.
@@ -246,10 +231,7 @@ fn count_is_non_terminating_and_recorded() {
         "[[layers]]\nname='acl'\ndefault='deny'\n[[layers.groups]]\n\
          [[layers.groups.rules]]\nid=1\npriority=1\naction='count'\n",
     );
-    assert_eq!(
-        eval(&p, &out_pkt()),
-        Decision::Deny(Deny::LayerDefault { layer: 0 })
-    );
+    assert_eq!(eval(&p, &out_pkt()), Decision::Deny(Deny::LayerDefault { layer: 0 }));
     assert_eq!(p.rule_hits(0, 1), 1);
 }
 
@@ -293,10 +275,7 @@ fn last_route_wins_and_modifiers_accumulate() {
     assert_eq!(a.set_dst_mac, Some([2, 0, 0, 0, 0, 2]));
     assert!(a.dec_ttl);
     // Inbound only layer b's rule applies first, then a's: a's route wins.
-    assert_eq!(
-        allowed(eval(&p, &pkt(WAN, OUT.2, 443, OUT.0, 40000))).out_vport,
-        OTHER
-    );
+    assert_eq!(allowed(eval(&p, &pkt(WAN, OUT.2, 443, OUT.0, 40000))).out_vport, OTHER);
 }
 
 #[test]
@@ -326,34 +305,20 @@ fn dnat_spreads_connections_and_sticks_per_connection() {
     );
     let mut seen = HashSet::new();
     for i in 0..2000u16 {
-        let pk = pkt(
-            WAN,
-            [192, 0, 2, (i % 200) as u8],
-            1024 + i,
-            [203, 0, 113, 50],
-            80,
-        );
+        let pk = pkt(WAN, [192, 0, 2, (i % 200) as u8], 1024 + i, [203, 0, 113, 50], 80);
         let first = allowed(eval(&p, &pk)).dnat;
         for _ in 0..3 {
-            assert_eq!(
-                allowed(eval(&p, &pk)).dnat,
-                first,
-                "same connection, same backend"
-            );
+            assert_eq!(allowed(eval(&p, &pk)).dnat, first, "same connection, same backend");
         }
         seen.insert(first.unwrap());
     }
     assert_eq!(seen.len(), 4, "all backends used: {seen:?}");
-    assert!(
-        seen.contains(&(v4_mapped([10, 1, 0, 7]), 0)),
-        "no port keeps the port"
-    );
+    assert!(seen.contains(&(v4_mapped([10, 1, 0, 7]), 0)), "no port keeps the port");
 }
 
 #[test]
 fn acl_snat_vxlan_example_end_to_end() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acl-snat-vxlan.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/acl-snat-vxlan.toml");
     let p = load_file(&path, &vports()).unwrap_or_else(|e| panic!("{e}"));
 
     // Outbound: ACL allows, SNAT to the public address, encap in VNI 5001.
@@ -366,10 +331,7 @@ fn acl_snat_vxlan_example_end_to_end() {
     let meta = pkt(VM, OUT.0, 40000, [169, 254, 169, 254], 80);
     assert_eq!(
         eval(&p, &meta),
-        Decision::Deny(Deny::Rule(RuleRef {
-            layer: 0,
-            rule: 100
-        }))
+        Decision::Deny(Deny::Rule(RuleRef { layer: 0, rule: 100 }))
     );
 
     // Inbound port forward: decap, DNAT 203.0.113.10:2222 -> 10.1.0.4:22,
@@ -389,31 +351,18 @@ fn acl_snat_vxlan_example_end_to_end() {
     let mut other = pkt(WAN, [192, 0, 2, 77], 50000, [203, 0, 113, 10], 80);
     other.1.vni = 5001;
     other.0.outer = ssh.0.outer;
-    assert_eq!(
-        eval(&p, &other),
-        Decision::Deny(Deny::LayerDefault { layer: 0 })
-    );
+    assert_eq!(eval(&p, &other), Decision::Deny(Deny::LayerDefault { layer: 0 }));
     // Wrong VNI never gets past the vnet layer.
     ssh.1.vni = 6000;
-    assert_eq!(
-        eval(&p, &ssh),
-        Decision::Deny(Deny::LayerDefault { layer: 2 })
-    );
+    assert_eq!(eval(&p, &ssh), Decision::Deny(Deny::LayerDefault { layer: 2 }));
 }
 
 #[test]
 fn bench_policy_allows_bench_traffic_after_scanning_every_rule() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bench-1000-rules.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/bench-1000-rules.toml");
     let p = load_file(&path, &vports()).unwrap_or_else(|e| panic!("{e}"));
     for i in 0..100u16 {
-        let mut pk = pkt(
-            VM,
-            [10, 1, (i >> 8) as u8, i as u8],
-            1024 + i,
-            [198, 51, 100, 1],
-            80,
-        );
+        let mut pk = pkt(VM, [10, 1, (i >> 8) as u8, i as u8], 1024 + i, [198, 51, 100, 1], 80);
         if i % 2 == 0 {
             pk.1.proto = proto::UDP;
         }

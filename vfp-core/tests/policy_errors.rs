@@ -42,10 +42,7 @@ fn expect(text: &str, line: usize, field: &str, msg: &str) -> PolicyError {
     assert!(e.col >= 1);
     assert_eq!(
         shown,
-        format!(
-            "test.toml:{}:{}: field `{}`: {}",
-            e.line, e.col, e.field, e.message
-        )
+        format!("test.toml:{}:{}: field `{}`: {}", e.line, e.col, e.field, e.message)
     );
     e
 }
@@ -74,19 +71,14 @@ fn display_matches_the_documented_format() {
         "src",
         "invalid prefix 10.0.0.300/24",
     );
-    assert!(e.to_string().starts_with(
-        "test.toml:9:8: field `layers[0].groups[0].rules[0].src`: invalid prefix 10.0.0.300/24"
-    ));
+    assert!(e
+        .to_string()
+        .starts_with("test.toml:9:8: field `layers[0].groups[0].rules[0].src`: invalid prefix 10.0.0.300/24"));
 }
 
 #[test]
 fn syntax_and_shape_errors() {
-    rule_err(
-        "action = \"allow\"\nfoo = 1",
-        9,
-        "foo",
-        "unknown field `foo`",
-    );
+    rule_err("action = \"allow\"\nfoo = 1", 9, "foo", "unknown field `foo`");
     rule_err("action = \"allow", 8, "action", "");
     rule_err("action = \"allow\"\nid = 2", 9, "id", "duplicate key");
     rule_err(
@@ -163,29 +155,16 @@ fn policy_and_layer_errors() {
     );
     // Duplicate rule ids are per layer, across groups.
     let text = format!("{HEAD}action = \"allow\"\n[[layers.groups]]\n[[layers.groups.rules]]\nid = 1\npriority = 5\naction = \"deny\"\n");
-    expect(
-        &text,
-        11,
-        "layers[0].groups[1].rules[0].id",
-        "duplicate rule id 1",
-    );
+    expect(&text, 11, "layers[0].groups[1].rules[0].id", "duplicate rule id 1");
     // ...but the same id in another layer is fine.
-    let ok = format!(
-        "{HEAD}action = \"allow\"\n{}",
-        HEAD.replace("\"acl\"", "\"acl2\"")
-    );
+    let ok = format!("{HEAD}action = \"allow\"\n{}", HEAD.replace("\"acl\"", "\"acl2\""));
     load(&format!("{ok}action = \"allow\"\n")).unwrap();
 }
 
 #[test]
 fn condition_errors() {
     let a = "action = \"allow\"\n";
-    rule_err(
-        &format!("{a}src = [\"10.0.0.1/24\"]"),
-        9,
-        "src",
-        "host bits set",
-    );
+    rule_err(&format!("{a}src = [\"10.0.0.1/24\"]"), 9, "src", "host bits set");
     rule_err(&format!("{a}dst = [\"10.0.0.0/33\"]"), 9, "dst", "length");
     rule_err(
         &format!("{a}dst = [\"::/0\", \"::/0\"]"),
@@ -229,18 +208,8 @@ fn condition_errors() {
         "src_ports[0]",
         "port number",
     );
-    rule_err(
-        &format!("{a}dst_ports = [80]"),
-        9,
-        "dst_ports",
-        "needs proto",
-    );
-    rule_err(
-        &format!("{a}proto = \"bogus\""),
-        9,
-        "proto",
-        "unknown proto \"bogus\"",
-    );
+    rule_err(&format!("{a}dst_ports = [80]"), 9, "dst_ports", "needs proto");
+    rule_err(&format!("{a}proto = \"bogus\""), 9, "proto", "unknown proto \"bogus\"");
     rule_err(&format!("{a}proto = 256"), 9, "proto", "out of range");
     rule_err(
         &format!("{a}vports = [\"vm\", \"nope\"]"),
@@ -248,24 +217,9 @@ fn condition_errors() {
         "vports",
         "unknown vport \"nope\"",
     );
-    rule_err(
-        &format!("{a}vports = [\"vm\", \"vm\"]"),
-        9,
-        "vports",
-        "duplicate vport",
-    );
-    rule_err(
-        &format!("{a}vni = 16777216"),
-        9,
-        "vni",
-        "VNI 16777216 out of range",
-    );
-    rule_err(
-        &format!("{a}tcp_flags = \"syn\""),
-        9,
-        "tcp_flags",
-        "needs proto",
-    );
+    rule_err(&format!("{a}vports = [\"vm\", \"vm\"]"), 9, "vports", "duplicate vport");
+    rule_err(&format!("{a}vni = 16777216"), 9, "vni", "VNI 16777216 out of range");
+    rule_err(&format!("{a}tcp_flags = \"syn\""), 9, "tcp_flags", "needs proto");
     rule_err(
         &format!("{a}proto = \"tcp\"\ntcp_flags = \"syn,bogus\""),
         10,
@@ -341,11 +295,7 @@ fn action_errors() {
                      outer_dst_ip = \"192.0.2.2\"\nouter_src_mac = \"02:00:00:00:00:01\"\n\
                      outer_dst_mac = \"02:00:00:00:00:02\""
             .to_string();
-        let line = t
-            .lines()
-            .position(|l| l.starts_with(&format!("{k} =")))
-            .unwrap()
-            + 8;
+        let line = t.lines().position(|l| l.starts_with(&format!("{k} ="))).unwrap() + 8;
         t = t
             .lines()
             .map(|l| {
@@ -406,12 +356,7 @@ fn action_errors() {
         "route",
         "unknown vport \"nope\"",
     );
-    rule_err(
-        "action = \"allow\"\nset_mac = {}",
-        9,
-        "set_mac",
-        "src` and/or `dst",
-    );
+    rule_err("action = \"allow\"\nset_mac = {}", 9, "set_mac", "src` and/or `dst");
     rule_err(
         "action = \"allow\"\nset_mac = { dst = \"nope\" }",
         9,
@@ -434,23 +379,12 @@ fn file_errors_name_the_file() {
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, b"[[layers]]\nname = \"a\xff\"\n").unwrap();
     let e = load_file(&bad, &vports()).unwrap_err();
-    assert_eq!(
-        (e.line, e.message.as_str()),
-        (2, "file is not valid UTF-8"),
-        "{e}"
-    );
+    assert_eq!((e.line, e.message.as_str()), (2, "file is not valid UTF-8"), "{e}");
 
     let good = dir.join("p.toml");
-    std::fs::write(
-        &good,
-        format!("{HEAD}src = [\"10.0.0.300/24\"]\naction = \"allow\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&good, format!("{HEAD}src = [\"10.0.0.300/24\"]\naction = \"allow\"\n")).unwrap();
     let e = load_file(&good, &vports()).unwrap_err();
     assert_eq!(e.origin, good.display().to_string());
-    assert_eq!(
-        (e.line, e.field.as_str()),
-        (8, "layers[0].groups[0].rules[0].src")
-    );
+    assert_eq!((e.line, e.field.as_str()), (8, "layers[0].groups[0].rules[0].src"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -38,11 +38,7 @@ fn all_example_policies_load() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let p = load_file(&path, &vports()).unwrap_or_else(|e| panic!("{e}"));
-            assert!(
-                p.rule_count() > 0 || p.layers().len() == 1,
-                "{}",
-                path.display()
-            );
+            assert!(p.rule_count() > 0 || p.layers().len() == 1, "{}", path.display());
             assert_eq!(p.origin(), path.display().to_string());
             // The summary serialises (the control socket sends it as JSON).
             let s = p.summary();
@@ -78,11 +74,7 @@ fn bench_policy_is_the_generators_output() {
         eprintln!("python3 not available; skipping");
         return;
     };
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let committed = std::fs::read(examples_dir().join("bench-1000-rules.toml")).unwrap();
     assert!(
         out.stdout == committed,

@@ -86,11 +86,7 @@ fn has_ports(key: &FlowKey) -> bool {
 }
 
 /// The tuple as the forward packet leaves: (src, src_port, dst, dst_port).
-fn translated(
-    key: &FlowKey,
-    a: &Actions,
-    snat: Option<([u8; 4], u16)>,
-) -> ([u8; 16], u16, [u8; 16], u16) {
+fn translated(key: &FlowKey, a: &Actions, snat: Option<([u8; 4], u16)>) -> ([u8; 16], u16, [u8; 16], u16) {
     let ports = has_ports(key);
     let (mut s, mut sp, mut d, mut dp) = (key.src, key.src_port, key.dst, key.dst_port);
     if let Some((addr, port)) = snat {
@@ -139,11 +135,7 @@ pub struct CompiledPair {
 
 /// Compiles `a` for the pair whose first packet is `first`. `snat` is the
 /// port the shard claimed when `a.snat` is set.
-pub fn compile_pair(
-    first: &FirstPacket,
-    a: &Actions,
-    snat: Option<NatBinding>,
-) -> Result<CompiledPair, DropReason> {
+pub fn compile_pair(first: &FirstPacket, a: &Actions, snat: Option<NatBinding>) -> Result<CompiledPair, DropReason> {
     let key = first.key();
     let v4 = key.is_ipv4() && first.parsed.l3 == L3::Ipv4;
     let snat = match (&a.snat, snat) {
@@ -185,8 +177,7 @@ pub fn compile_pair(
         out_vport: a.out_vport,
     };
 
-    let mirror_macs =
-        a.set_src_mac.is_some() || a.set_dst_mac.is_some() || a.encap.is_some() || a.decap;
+    let mirror_macs = a.set_src_mac.is_some() || a.set_dst_mac.is_some() || a.encap.is_some() || a.decap;
     let rev_encap = if a.decap {
         // Only IPv4 outer headers are captured (our encap is IPv4 only).
         let o = first.outer.ok_or(DropReason::BadEncap)?;

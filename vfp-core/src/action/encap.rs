@@ -117,9 +117,7 @@ impl Encap {
         }
         let ip_len = ip_len as u16;
         let udp_len = ip_len - 20;
-        let h = frame
-            .prepend(ENCAP_LEN)
-            .map_err(|_| EncapError::NoHeadroom)?;
+        let h = frame.prepend(ENCAP_LEN).map_err(|_| EncapError::NoHeadroom)?;
         h.copy_from_slice(&self.hdr);
         h[IP + 2..IP + 4].copy_from_slice(&ip_len.to_be_bytes());
         h[UDP + 4..UDP + 6].copy_from_slice(&udp_len.to_be_bytes());
@@ -200,10 +198,7 @@ mod tests {
         assert_eq!(&f.data()[24..26], &[0, 0]);
         let mut buf = [0u8; 120];
         let mut f = Frame::new(&mut buf, 49, 60).unwrap();
-        assert_eq!(
-            e.push(&mut f, OuterChecksum::Software),
-            Err(EncapError::NoHeadroom)
-        );
+        assert_eq!(e.push(&mut f, OuterChecksum::Software), Err(EncapError::NoHeadroom));
         assert_eq!((f.start(), f.len()), (49, 60));
     }
 

@@ -58,8 +58,7 @@ impl Transposition {
     /// Applies the transposition, computing every checksum in software.
     #[inline]
     pub fn apply(&self, frame: &mut Frame, parsed: &Parsed) -> Result<(), DropReason> {
-        self.apply_with(frame, parsed, OuterChecksum::Software)
-            .map(|_| ())
+        self.apply_with(frame, parsed, OuterChecksum::Software).map(|_| ())
     }
 
     /// Applies the transposition; `outer` says whether the outer IPv4
@@ -173,9 +172,7 @@ fn dec_ttl(data: &mut [u8], p: &Parsed) -> Result<(), DropReason> {
     let l3 = usize::from(p.l3_off);
     match p.l3 {
         L3::Ipv4 => {
-            let ip = data
-                .get_mut(l3..l3 + 20)
-                .ok_or(DropReason::ParseTruncated)?;
+            let ip = data.get_mut(l3..l3 + 20).ok_or(DropReason::ParseTruncated)?;
             let ttl = ip[8];
             if ttl <= 1 {
                 return Err(DropReason::TtlExpired);
@@ -186,9 +183,7 @@ fn dec_ttl(data: &mut [u8], p: &Parsed) -> Result<(), DropReason> {
             put16(ip, 10, c);
         }
         L3::Ipv6 => {
-            let ip = data
-                .get_mut(l3..l3 + 40)
-                .ok_or(DropReason::ParseTruncated)?;
+            let ip = data.get_mut(l3..l3 + 40).ok_or(DropReason::ParseTruncated)?;
             if ip[7] <= 1 {
                 return Err(DropReason::TtlExpired);
             }
@@ -215,11 +210,7 @@ struct L4Layout {
 
 fn l4_layout(data: &[u8], p: &Parsed) -> Option<L4Layout> {
     let l4 = usize::from(p.l4_off);
-    let echo = |req: u8, rep: u8| {
-        data.get(l4)
-            .is_some_and(|t| *t == req || *t == rep)
-            .then_some((4, 4))
-    };
+    let echo = |req: u8, rep: u8| data.get(l4).is_some_and(|t| *t == req || *t == rep).then_some((4, 4));
     match p.key.proto {
         proto::TCP => Some(L4Layout {
             csum: 16,
@@ -256,12 +247,7 @@ fn l4_layout(data: &[u8], p: &Parsed) -> Option<L4Layout> {
 /// Rewrites addresses and ports of the key frame with incremental
 /// checksum updates.
 #[inline]
-fn rewrite(
-    data: &mut [u8],
-    p: &Parsed,
-    src: Option<&Rewrite>,
-    dst: Option<&Rewrite>,
-) -> Result<(), DropReason> {
+fn rewrite(data: &mut [u8], p: &Parsed, src: Option<&Rewrite>, dst: Option<&Rewrite>) -> Result<(), DropReason> {
     let l3 = usize::from(p.l3_off);
     let l4 = usize::from(p.l4_off);
     // Non-first fragments carry no L4 header to rewrite.
@@ -287,9 +273,7 @@ fn rewrite(
         match p.l3 {
             L3::Ipv4 => {
                 let new = as_v4(&r.addr).ok_or(DropReason::NatFamily)?;
-                let ip = data
-                    .get_mut(l3..l3 + 20)
-                    .ok_or(DropReason::ParseTruncated)?;
+                let ip = data.get_mut(l3..l3 + 20).ok_or(DropReason::ParseTruncated)?;
                 let at = addr_at;
                 let old: [u8; 4] = [ip[at], ip[at + 1], ip[at + 2], ip[at + 3]];
                 ip[at..at + 4].copy_from_slice(&new);
@@ -305,9 +289,7 @@ fn rewrite(
                 }
                 // IPv6 addresses sit at 8 (source) and 24 (destination).
                 let at = l3 + 8 + 16 * port_idx;
-                let ip = data
-                    .get_mut(at..at + 16)
-                    .ok_or(DropReason::ParseTruncated)?;
+                let ip = data.get_mut(at..at + 16).ok_or(DropReason::ParseTruncated)?;
                 let mut old = [0u8; 16];
                 old.copy_from_slice(ip);
                 ip.copy_from_slice(&r.addr);

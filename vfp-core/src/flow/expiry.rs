@@ -44,10 +44,7 @@ impl Sweeper {
             }
             let idx = self.cursor as u32;
             self.cursor += 1;
-            if table
-                .pair(idx)
-                .is_some_and(|p| p.is_expired(now_ns, timeouts))
-            {
+            if table.pair(idx).is_some_and(|p| p.is_expired(now_ns, timeouts)) {
                 if let Some(p) = table.remove_pair(idx) {
                     on_expired(idx, p);
                     removed += 1;
@@ -86,14 +83,7 @@ mod tests {
             },
             ..FirstPacket::default()
         };
-        FlowPair::new(
-            first,
-            k.reversed(1),
-            [Transposition::default(); 2],
-            None,
-            0,
-            now,
-        )
+        FlowPair::new(first, k.reversed(1), [Transposition::default(); 2], None, 0, now)
     }
 
     #[test]
@@ -110,15 +100,11 @@ mod tests {
             p.touch(Side::Reverse, 60, 0, SYN | ACK);
             p.touch(Side::Forward, 60, 0, ACK);
         }
-        table
-            .pair_mut(rst)
-            .unwrap()
-            .touch(Side::Reverse, 60, 0, RST);
+        table.pair_mut(rst).unwrap().touch(Side::Reverse, 60, 0, RST);
         let mut s = Sweeper::new();
         let mut gone = Vec::new();
-        let mut sweep = |table: &mut FlowTable, now: u64, gone: &mut Vec<u32>| {
-            s.sweep(table, now, 100, &t, |i, _| gone.push(i))
-        };
+        let mut sweep =
+            |table: &mut FlowTable, now: u64, gone: &mut Vec<u32>| s.sweep(table, now, 100, &t, |i, _| gone.push(i));
         // Closed TCP (5 s) goes first.
         assert_eq!(sweep(&mut table, 6 * SEC, &mut gone), 1);
         assert_eq!(gone, [rst]);

@@ -59,16 +59,9 @@ fn pair_ref(idx: u32, side: Side) -> u32 {
 }
 
 #[inline]
-fn key_of<'a>(
-    e: u32,
-    pairs: &'a [Option<FlowPair>],
-    redirects: &'a [Option<Redirect>],
-) -> Option<&'a FlowKey> {
+fn key_of<'a>(e: u32, pairs: &'a [Option<FlowPair>], redirects: &'a [Option<Redirect>]) -> Option<&'a FlowKey> {
     if e & REDIRECT != 0 {
-        redirects
-            .get((e & !REDIRECT) as usize)?
-            .as_ref()
-            .map(|r| &r.key)
+        redirects.get((e & !REDIRECT) as usize)?.as_ref().map(|r| &r.key)
     } else {
         let p = pairs.get((e >> 1) as usize)?.as_ref()?;
         Some(&p.keys[(e & 1) as usize])
@@ -157,20 +150,14 @@ impl FlowTable {
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<Lookup> {
         let (pairs, redirects) = (&self.pairs, &self.redirects);
-        let e = *self
-            .index
-            .find(hash, |&e| key_of(e, pairs, redirects) == Some(key))?;
+        let e = *self.index.find(hash, |&e| key_of(e, pairs, redirects) == Some(key))?;
         if e & REDIRECT != 0 {
             let r = redirects.get((e & !REDIRECT) as usize)?.as_ref()?;
             Some(Lookup::Redirect {
                 owner: usize::from(r.owner),
             })
         } else {
-            let side = if e & 1 == 0 {
-                Side::Forward
-            } else {
-                Side::Reverse
-            };
+            let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
             Some(Lookup::Pair { idx: e >> 1, side })
         }
     }
@@ -197,9 +184,7 @@ impl FlowTable {
         if self.is_full() {
             return Err(InsertError::Full);
         }
-        if pair.keys[0] == pair.keys[1]
-            || self.lookup(&pair.keys[0]).is_some()
-            || self.lookup(&pair.keys[1]).is_some()
+        if pair.keys[0] == pair.keys[1] || self.lookup(&pair.keys[0]).is_some() || self.lookup(&pair.keys[1]).is_some()
         {
             return Err(InsertError::Conflict);
         }

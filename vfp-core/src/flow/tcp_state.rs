@@ -161,10 +161,7 @@ mod tests {
         // wrong side, leave the handshake where it was.
         assert_eq!(run(&[(F, SYN), (F, ACK)]), TcpState::SynSent);
         assert_eq!(run(&[(F, SYN), (F, SYN | ACK)]), TcpState::SynSent);
-        assert_eq!(
-            run(&[(F, SYN), (R, SYN | ACK), (R, ACK)]),
-            TcpState::SynReceived
-        );
+        assert_eq!(run(&[(F, SYN), (R, SYN | ACK), (R, ACK)]), TcpState::SynReceived);
     }
 
     #[test]

@@ -45,11 +45,7 @@ pub(crate) fn compile_rule(
     let action = r.action.get_ref().as_str();
     let act_span = r.action.span();
 
-    let dirs = match r
-        .direction
-        .as_ref()
-        .map(|d| (d.get_ref().as_str(), d.span()))
-    {
+    let dirs = match r.direction.as_ref().map(|d| (d.get_ref().as_str(), d.span())) {
         None | Some(("both", _)) => DIR_OUT | DIR_IN,
         Some(("out", _)) => DIR_OUT,
         Some(("in", _)) => DIR_IN,
@@ -70,11 +66,7 @@ pub(crate) fn compile_rule(
     if let Some(v) = &r.route {
         mods.route = Some(vport(&cx, v, "route", vports)?);
     } else if action == "route" {
-        return Err(cx.e(
-            act_span.clone(),
-            "route",
-            "action `route` needs `route = \"VPORT\"`",
-        ));
+        return Err(cx.e(act_span.clone(), "route", "action `route` needs `route = \"VPORT\"`"));
     }
     if let Some(m) = &r.set_mac {
         let m2 = m.get_ref();
@@ -96,11 +88,7 @@ pub(crate) fn compile_rule(
     }
     if let Some(d) = &r.dec_ttl {
         if !*d.get_ref() && action == "dec_ttl" {
-            return Err(cx.e(
-                d.span(),
-                "dec_ttl",
-                "action `dec_ttl` with `dec_ttl = false`",
-            ));
+            return Err(cx.e(d.span(), "dec_ttl", "action `dec_ttl` with `dec_ttl = false`"));
         }
         mods.dec_ttl |= *d.get_ref();
     }
@@ -111,11 +99,7 @@ pub(crate) fn compile_rule(
             ("dec_ttl", r.dec_ttl.as_ref().map(|v| v.span())),
         ];
         if let Some((f, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
-            return Err(cx.e(
-                span,
-                f,
-                format!("modifier `{f}` cannot be used with action `{action}`"),
-            ));
+            return Err(cx.e(span, f, format!("modifier `{f}` cannot be used with action `{action}`")));
         }
     }
 
@@ -150,11 +134,7 @@ fn compile_match(cx: &Ctx, r: &RawRule, vports: &[VportInfo]) -> Result<Match, P
         for name in list {
             let i = vport(cx, name, "vports", vports)?;
             if v.contains(&i) {
-                return Err(cx.e(
-                    name.span(),
-                    "vports",
-                    format!("duplicate vport {:?}", name.get_ref()),
-                ));
+                return Err(cx.e(name.span(), "vports", format!("duplicate vport {:?}", name.get_ref())));
             }
             v.push(i);
         }
@@ -164,13 +144,8 @@ fn compile_match(cx: &Ctx, r: &RawRule, vports: &[VportInfo]) -> Result<Match, P
     m.dst = prefixes(cx, r.dst.as_deref(), "dst")?;
     if let Some(p) = &r.proto {
         m.proto = Some(match p.get_ref() {
-            ProtoItem::Num(n) => u8::try_from(*n).map_err(|_| {
-                cx.e(
-                    p.span(),
-                    "proto",
-                    format!("protocol number {n} out of range 0..=255"),
-                )
-            })?,
+            ProtoItem::Num(n) => u8::try_from(*n)
+                .map_err(|_| cx.e(p.span(), "proto", format!("protocol number {n} out of range 0..=255")))?,
             ProtoItem::Name(s) => match s.to_ascii_lowercase().as_str() {
                 "tcp" => proto::TCP,
                 "udp" => proto::UDP,
@@ -218,18 +193,12 @@ fn compile_match(cx: &Ctx, r: &RawRule, vports: &[VportInfo]) -> Result<Match, P
         if m.proto != Some(proto::TCP) {
             return Err(cx.e(f.span(), "tcp_flags", "tcp_flags needs proto = \"tcp\""));
         }
-        m.tcp_flags =
-            Some(TcpFlags::parse(f.get_ref()).map_err(|e| cx.e(f.span(), "tcp_flags", e))?);
+        m.tcp_flags = Some(TcpFlags::parse(f.get_ref()).map_err(|e| cx.e(f.span(), "tcp_flags", e))?);
     }
     Ok(m)
 }
 
-fn compile_verb(
-    cx: &Ctx,
-    r: &RawRule,
-    action: &str,
-    span: Range<usize>,
-) -> Result<(Verb, Modifiers), PolicyError> {
+fn compile_verb(cx: &Ctx, r: &RawRule, action: &str, span: Range<usize>) -> Result<(Verb, Modifiers), PolicyError> {
     // A parameter table is only meaningful with its own action.
     let params = [
         ("snat", r.snat.as_ref().map(|s| s.span())),
@@ -247,13 +216,7 @@ fn compile_verb(
             }
         }
     }
-    let missing = |what: &str, example: &str| {
-        cx.e(
-            span.clone(),
-            what,
-            format!("action `{what}` needs {example}"),
-        )
-    };
+    let missing = |what: &str, example: &str| cx.e(span.clone(), what, format!("action `{what}` needs {example}"));
     let mut mods = Modifiers::default();
     let verb = match action {
         "allow" | "route" | "set_mac" => Verb::Allow,
@@ -277,7 +240,11 @@ fn compile_verb(
             for a in &sn.addrs {
                 let ip = ipv4(cx, a, "snat.addrs")?;
                 if addrs.contains(&ip) {
-                    return Err(cx.e(a.span(), "snat.addrs", format!("duplicate SNAT address {}", a.get_ref())));
+                    return Err(cx.e(
+                        a.span(),
+                        "snat.addrs",
+                        format!("duplicate SNAT address {}", a.get_ref()),
+                    ));
                 }
                 addrs.push(ip);
             }
@@ -343,31 +310,18 @@ fn compile_verb(
     Ok((verb, mods))
 }
 
-fn vport(
-    cx: &Ctx,
-    name: &S<String>,
-    field: &str,
-    vports: &[VportInfo],
-) -> Result<u16, PolicyError> {
+fn vport(cx: &Ctx, name: &S<String>, field: &str, vports: &[VportInfo]) -> Result<u16, PolicyError> {
     vport_index(vports, name.get_ref()).ok_or_else(|| {
         let known: Vec<&str> = vports.iter().map(|v| v.name.as_str()).collect();
         cx.e(
             name.span(),
             field,
-            format!(
-                "unknown vport {:?} (known: {})",
-                name.get_ref(),
-                known.join(", ")
-            ),
+            format!("unknown vport {:?} (known: {})", name.get_ref(), known.join(", ")),
         )
     })
 }
 
-fn prefixes(
-    cx: &Ctx,
-    list: Option<&[S<String>]>,
-    field: &str,
-) -> Result<Box<[Prefix]>, PolicyError> {
+fn prefixes(cx: &Ctx, list: Option<&[S<String>]>, field: &str) -> Result<Box<[Prefix]>, PolicyError> {
     let Some(list) = list else {
         return Ok(Box::new([]));
     };
@@ -375,11 +329,7 @@ fn prefixes(
     for s in list {
         let p = Prefix::parse(s.get_ref().trim()).map_err(|e| cx.e(s.span(), field, e))?;
         if let Some(o) = v.iter().find(|o| o.covers(&p) || p.covers(o)) {
-            let what = if *o == p {
-                "duplicate prefix"
-            } else {
-                "prefix"
-            };
+            let what = if *o == p { "duplicate prefix" } else { "prefix" };
             let tail = if *o == p {
                 String::new()
             } else {
@@ -403,11 +353,7 @@ fn port_range(cx: &Ctx, item: &S<PortItem>, field: &str) -> Result<PortRange, Po
 fn vni(cx: &Ctx, v: &S<i64>, field: &str) -> Result<u32, PolicyError> {
     match *v.get_ref() {
         n @ 0..=MAX_VNI => Ok(n as u32),
-        n => Err(cx.e(
-            v.span(),
-            field,
-            format!("VNI {n} out of range 0..={MAX_VNI}"),
-        )),
+        n => Err(cx.e(v.span(), field, format!("VNI {n} out of range 0..={MAX_VNI}"))),
     }
 }
 
@@ -416,23 +362,11 @@ fn ipv4(cx: &Ctx, s: &S<String>, field: &str) -> Result<[u8; 4], PolicyError> {
         .trim()
         .parse::<Ipv4Addr>()
         .map(|a| a.octets())
-        .map_err(|_| {
-            cx.e(
-                s.span(),
-                field,
-                format!("invalid IPv4 address {:?}", s.get_ref()),
-            )
-        })
+        .map_err(|_| cx.e(s.span(), field, format!("invalid IPv4 address {:?}", s.get_ref())))
 }
 
 fn mac(cx: &Ctx, s: &S<String>, field: &str) -> Result<[u8; 6], PolicyError> {
-    parse_mac(s.get_ref()).ok_or_else(|| {
-        cx.e(
-            s.span(),
-            field,
-            format!("invalid MAC address {:?}", s.get_ref()),
-        )
-    })
+    parse_mac(s.get_ref()).ok_or_else(|| cx.e(s.span(), field, format!("invalid MAC address {:?}", s.get_ref())))
 }
 
 /// `aa:bb:cc:dd:ee:ff` or `aa-bb-cc-dd-ee-ff`.

@@ -109,9 +109,7 @@ pub fn path_at(text: &str, span: Range<usize>) -> String {
     }
     // Syntax error: the text before the offending line usually parses; the
     // last table opened there is where the error sits.
-    let line_start = text[..span.start.min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
+    let line_start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
     let mut path = String::new();
     if let Ok(doc) = ImDocument::parse(&text[..line_start]) {
         let mut last = (0usize, String::new());
@@ -121,10 +119,7 @@ pub fn path_at(text: &str, span: Range<usize>) -> String {
     let line = text[line_start..].lines().next().unwrap_or("");
     if let Some((k, _)) = line.split_once('=') {
         let k = k.trim();
-        if !k.is_empty()
-            && k.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
-        {
+        if !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)) {
             path = join(&path, k);
         }
     }
@@ -135,13 +130,7 @@ fn covers(r: Option<Range<usize>>, span: &Range<usize>) -> bool {
     r.is_some_and(|r| r.start <= span.start && span.start < r.end.max(r.start + 1))
 }
 
-fn walk_table(
-    t: &Table,
-    span: &Range<usize>,
-    path: String,
-    depth: usize,
-    best: &mut (usize, String),
-) {
+fn walk_table(t: &Table, span: &Range<usize>, path: String, depth: usize, best: &mut (usize, String)) {
     if depth > 0 && covers(t.span(), span) && depth >= best.0 {
         *best = (depth, path.clone());
     }
@@ -155,13 +144,7 @@ fn walk_table(
     }
 }
 
-fn walk_item(
-    item: &Item,
-    span: &Range<usize>,
-    path: String,
-    depth: usize,
-    best: &mut (usize, String),
-) {
+fn walk_item(item: &Item, span: &Range<usize>, path: String, depth: usize, best: &mut (usize, String)) {
     match item {
         Item::Table(t) => walk_table(t, span, path, depth, best),
         Item::ArrayOfTables(a) => {
@@ -174,13 +157,7 @@ fn walk_item(
     }
 }
 
-fn walk_value(
-    v: &Value,
-    span: &Range<usize>,
-    path: String,
-    depth: usize,
-    best: &mut (usize, String),
-) {
+fn walk_value(v: &Value, span: &Range<usize>, path: String, depth: usize, best: &mut (usize, String)) {
     if covers(v.span(), span) && depth >= best.0 {
         *best = (depth, path.clone());
     }
@@ -240,15 +217,9 @@ mod tests {
 
     #[test]
     fn paths_are_found_from_spans() {
-        assert_eq!(
-            path_at(DOC, at("'y'")),
-            "layers[0].groups[0].rules[0].src[1]"
-        );
+        assert_eq!(path_at(DOC, at("'y'")), "layers[0].groups[0].rules[0].src[1]");
         assert_eq!(path_at(DOC, at("src")), "layers[0].groups[0].rules[0].src");
-        assert_eq!(
-            path_at(DOC, at("'zz'")),
-            "layers[0].groups[0].rules[0].set_mac.dst"
-        );
+        assert_eq!(path_at(DOC, at("'zz'")), "layers[0].groups[0].rules[0].set_mac.dst");
         assert_eq!(
             path_at(DOC, at("[[layers.groups.rules]]")),
             "layers[0].groups[0].rules[0]"

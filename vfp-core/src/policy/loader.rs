@@ -37,9 +37,7 @@ pub fn load_file(path: &Path, vports: &[VportInfo]) -> Result<Policy, PolicyErro
         .map_err(|e| file_err(format!("cannot read: {e}")))?
         .len();
     if len > MAX_POLICY_BYTES {
-        return Err(file_err(format!(
-            "file is {len} bytes, more than {MAX_POLICY_BYTES}"
-        )));
+        return Err(file_err(format!("file is {len} bytes, more than {MAX_POLICY_BYTES}")));
     }
     let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
@@ -64,11 +62,7 @@ pub fn load_str(text: &str, origin: &str, vports: &[VportInfo]) -> Result<Policy
         None => Timeouts::default(),
     };
     if raw.layers.is_empty() {
-        return Err(src.err(
-            0..0,
-            "layers",
-            "a policy needs at least one layer ([[layers]])",
-        ));
+        return Err(src.err(0..0, "layers", "a policy needs at least one layer ([[layers]])"));
     }
     if raw.layers.len() > usize::from(u16::MAX) {
         return Err(src.err(0..0, "layers", "too many layers (at most 65535)"));
@@ -80,11 +74,7 @@ pub fn load_str(text: &str, origin: &str, vports: &[VportInfo]) -> Result<Policy
         let rl = rl.get_ref();
         let name = rl.name.get_ref().as_str();
         if name.is_empty() {
-            return Err(src.err(
-                rl.name.span(),
-                &format!("{path}.name"),
-                "layer name is empty",
-            ));
+            return Err(src.err(rl.name.span(), &format!("{path}.name"), "layer name is empty"));
         }
         if !names.insert(name) {
             return Err(src.err(
@@ -145,10 +135,7 @@ pub fn load_str(text: &str, origin: &str, vports: &[VportInfo]) -> Result<Policy
             .map(|(gi, name)| {
                 let lo = compiled.partition_point(|(r, _)| usize::from(r.group) < gi);
                 let hi = compiled.partition_point(|(r, _)| usize::from(r.group) <= gi);
-                Group {
-                    name,
-                    rules: lo..hi,
-                }
+                Group { name, rules: lo..hi }
             })
             .collect();
         let (rules, texts) = compiled.into_iter().unzip();
@@ -169,11 +156,7 @@ fn compile_timeouts(src: &Source, t: &S<RawTimeouts>) -> Result<Timeouts, Policy
     let r = t.get_ref();
     let fields: [(&str, &Option<S<u64>>, &mut u64); 7] = [
         ("tcp_syn", &r.tcp_syn, &mut out.tcp_syn),
-        (
-            "tcp_established",
-            &r.tcp_established,
-            &mut out.tcp_established,
-        ),
+        ("tcp_established", &r.tcp_established, &mut out.tcp_established),
         ("tcp_fin", &r.tcp_fin, &mut out.tcp_fin),
         ("tcp_closed", &r.tcp_closed, &mut out.tcp_closed),
         ("udp", &r.udp, &mut out.udp),

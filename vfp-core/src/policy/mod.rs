@@ -79,11 +79,8 @@ impl Policy {
 
     /// Slow-path hits of rule `id` in layer `layer` (0 if there is none).
     pub fn rule_hits(&self, layer: usize, id: u32) -> u64 {
-        self.layers.get(layer).map_or(0, |l| {
-            l.rules
-                .iter()
-                .position(|r| r.id == id)
-                .map_or(0, |i| l.hits(i))
-        })
+        self.layers
+            .get(layer)
+            .map_or(0, |l| l.rules.iter().position(|r| r.id == id).map_or(0, |i| l.hits(i)))
     }
 }

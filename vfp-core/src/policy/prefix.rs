@@ -48,9 +48,7 @@ impl Prefix {
             Some((a, l)) => (a, Some(l)),
             None => (s, None),
         };
-        let ip: IpAddr = addr_s
-            .parse()
-            .map_err(|_| format!("invalid prefix {s}: bad address"))?;
+        let ip: IpAddr = addr_s.parse().map_err(|_| format!("invalid prefix {s}: bad address"))?;
         let max = if ip.is_ipv4() { 32 } else { 128 };
         let len: u8 = match len_s {
             None => max,
@@ -66,11 +64,7 @@ impl Prefix {
                 (bits, (u128::MAX << 32) | u128::from(m4), true)
             }
             IpAddr::V6(a) => {
-                let m: u128 = if len == 0 {
-                    0
-                } else {
-                    u128::MAX << (128 - len)
-                };
+                let m: u128 = if len == 0 { 0 } else { u128::MAX << (128 - len) };
                 (u128::from_be_bytes(a.octets()), m, false)
             }
         };
@@ -188,10 +182,7 @@ mod tests {
         assert!(!p.contains(addr("10.2.0.1")));
         let all = Prefix::parse("0.0.0.0/0").unwrap();
         assert!(all.contains(addr("255.255.255.255")));
-        assert!(
-            !all.contains(addr("2001:db8::1")),
-            "v4 /0 must not match v6"
-        );
+        assert!(!all.contains(addr("2001:db8::1")), "v4 /0 must not match v6");
         let host = Prefix::parse("192.0.2.7").unwrap();
         assert!(host.contains(addr("192.0.2.7")) && !host.contains(addr("192.0.2.8")));
         assert_eq!(p.to_string(), "10.1.0.0/16");
@@ -238,14 +229,8 @@ mod tests {
         let r = PortRange::parse("1024-65535").unwrap();
         assert!(r.contains(1024) && r.contains(65535) && !r.contains(1023));
         assert_eq!(r.count(), 64512);
-        assert_eq!(
-            PortRange::parse("80").unwrap(),
-            PortRange { lo: 80, hi: 80 }
-        );
-        assert_eq!(
-            PortRange::parse(" 1 - 2 ").unwrap(),
-            PortRange { lo: 1, hi: 2 }
-        );
+        assert_eq!(PortRange::parse("80").unwrap(), PortRange { lo: 80, hi: 80 });
+        assert_eq!(PortRange::parse(" 1 - 2 ").unwrap(), PortRange { lo: 1, hi: 2 });
         for s in ["10-5", "70000", "1-70000", "-5", "a", "", "1-", "+5"] {
             assert!(PortRange::parse(s).is_err(), "{s}");
         }

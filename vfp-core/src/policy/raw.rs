@@ -169,11 +169,9 @@ impl<'de> Deserialize<'de> for PortItem {
 
 impl<'de> Deserialize<'de> for ProtoItem {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(
-            match d.deserialize_any(IntOrStr("a protocol name or number"))? {
-                IntOrString::Int(n) => ProtoItem::Num(n),
-                IntOrString::Str(s) => ProtoItem::Name(s),
-            },
-        )
+        Ok(match d.deserialize_any(IntOrStr("a protocol name or number"))? {
+            IntOrString::Int(n) => ProtoItem::Num(n),
+            IntOrString::Str(s) => ProtoItem::Name(s),
+        })
     }
 }

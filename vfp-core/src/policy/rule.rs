@@ -70,9 +70,7 @@ impl TcpFlags {
                 .iter()
                 .find(|(n, _)| n.eq_ignore_ascii_case(name))
                 .map(|&(_, b)| b)
-                .ok_or_else(|| {
-                    format!("unknown TCP flag {name:?} (fin syn rst psh ack urg ece cwr)")
-                })?;
+                .ok_or_else(|| format!("unknown TCP flag {name:?} (fin syn rst psh ack urg ece cwr)"))?;
             if f.mask & bit != 0 {
                 return Err(format!("TCP flag {name:?} given twice"));
             }
@@ -107,9 +105,7 @@ impl Match {
     pub fn matches(&self, p: &PacketView) -> bool {
         if self.proto.is_some_and(|x| x != p.proto)
             || self.vni.is_some_and(|x| x != p.vni)
-            || self
-                .tcp_flags
-                .is_some_and(|f| p.tcp_flags & f.mask != f.want)
+            || self.tcp_flags.is_some_and(|f| p.tcp_flags & f.mask != f.want)
         {
             return false;
         }
@@ -125,12 +121,7 @@ impl Match {
         let mut s = String::new();
         let list = |s: &mut String, name: &str, items: Vec<String>| {
             if !items.is_empty() {
-                let _ = write!(
-                    s,
-                    "{}{name}={}",
-                    if s.is_empty() { "" } else { " " },
-                    items.join(",")
-                );
+                let _ = write!(s, "{}{name}={}", if s.is_empty() { "" } else { " " }, items.join(","));
             }
         };
         let vp = self
@@ -143,36 +134,20 @@ impl Match {
             })
             .collect();
         list(&mut s, "vports", vp);
-        list(
-            &mut s,
-            "proto",
-            self.proto.iter().map(|p| proto_name(*p)).collect(),
-        );
-        list(
-            &mut s,
-            "src",
-            self.src.iter().map(|p| p.to_string()).collect(),
-        );
+        list(&mut s, "proto", self.proto.iter().map(|p| proto_name(*p)).collect());
+        list(&mut s, "src", self.src.iter().map(|p| p.to_string()).collect());
         list(
             &mut s,
             "src_ports",
             self.src_ports.iter().map(|p| p.to_string()).collect(),
         );
-        list(
-            &mut s,
-            "dst",
-            self.dst.iter().map(|p| p.to_string()).collect(),
-        );
+        list(&mut s, "dst", self.dst.iter().map(|p| p.to_string()).collect());
         list(
             &mut s,
             "dst_ports",
             self.dst_ports.iter().map(|p| p.to_string()).collect(),
         );
-        list(
-            &mut s,
-            "vni",
-            self.vni.iter().map(|v| v.to_string()).collect(),
-        );
+        list(&mut s, "vni", self.vni.iter().map(|v| v.to_string()).collect());
         if let Some(f) = self.tcp_flags {
             let names = tcp_flag::NAMES
                 .iter()
@@ -280,11 +255,7 @@ impl Rule {
             Verb::Decap => "decap".to_string(),
             Verb::Snat(p) => format!(
                 "snat addrs={} ports={}",
-                p.addrs
-                    .iter()
-                    .map(|a| ip4(*a))
-                    .collect::<Vec<_>>()
-                    .join(","),
+                p.addrs.iter().map(|a| ip4(*a)).collect::<Vec<_>>().join(","),
                 PortRange {
                     lo: p.port_lo,
                     hi: p.port_hi
@@ -483,17 +454,8 @@ mod tests {
 
     #[test]
     fn tcp_flags_parse() {
-        assert_eq!(
-            TcpFlags::parse("syn").unwrap(),
-            TcpFlags { mask: 2, want: 2 }
-        );
-        assert_eq!(
-            TcpFlags::parse("SYN !ack").unwrap(),
-            TcpFlags {
-                mask: 0x12,
-                want: 2
-            }
-        );
+        assert_eq!(TcpFlags::parse("syn").unwrap(), TcpFlags { mask: 2, want: 2 });
+        assert_eq!(TcpFlags::parse("SYN !ack").unwrap(), TcpFlags { mask: 0x12, want: 2 });
         assert!(TcpFlags::parse("syn syn").is_err());
         assert!(TcpFlags::parse("bogus").is_err());
         assert!(TcpFlags::parse(" ").is_err());
@@ -501,9 +463,6 @@ mod tests {
 
     #[test]
     fn macs_format_lowercase() {
-        assert_eq!(
-            fmt_mac(&[0x02, 0, 0, 0xab, 0xcd, 0xef]),
-            "02:00:00:ab:cd:ef"
-        );
+        assert_eq!(fmt_mac(&[0x02, 0, 0, 0xab, 0xcd, 0xef]), "02:00:00:ab:cd:ef");
     }
 }

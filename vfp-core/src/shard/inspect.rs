@@ -15,6 +15,12 @@ pub struct FlowFilter {
     pub proto: Option<u8>,
     /// Source or destination of either key (v4-mapped for IPv4).
     pub addr: Option<[u8; 16]>,
+    /// Source of the forward key (the connection's initiator).
+    #[serde(default)]
+    pub src: Option<[u8; 16]>,
+    /// Destination of the forward key.
+    #[serde(default)]
+    pub dst: Option<[u8; 16]>,
     /// Source or destination port of either key.
     pub port: Option<u16>,
 }
@@ -24,9 +30,9 @@ impl FlowFilter {
         let ks = &p.keys;
         self.vport.is_none_or(|v| ks.iter().any(|k| k.vport == v))
             && self.proto.is_none_or(|x| ks[0].proto == x)
-            && self
-                .addr
-                .is_none_or(|a| ks.iter().any(|k| k.src == a || k.dst == a))
+            && self.addr.is_none_or(|a| ks.iter().any(|k| k.src == a || k.dst == a))
+            && self.src.is_none_or(|a| ks[0].src == a)
+            && self.dst.is_none_or(|a| ks[0].dst == a)
             && self
                 .port
                 .is_none_or(|x| ks.iter().any(|k| k.src_port == x || k.dst_port == x))
@@ -99,10 +105,7 @@ pub fn fmt_key(k: &FlowKey) -> String {
         proto::ICMPV6 => "icmp6".to_string(),
         p => format!("proto-{p}"),
     };
-    let ports = matches!(
-        k.proto,
-        proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6
-    );
+    let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6);
     let vni = if k.vni == NO_VNI {
         String::new()
     } else {

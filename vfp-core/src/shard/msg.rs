@@ -16,17 +16,9 @@ use crate::flow::key::FlowKey;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardMsg {
     /// Shard `to`: send packets of `key` to shard `owner`.
-    InstallRedirect {
-        to: usize,
-        key: FlowKey,
-        owner: usize,
-    },
+    InstallRedirect { to: usize, key: FlowKey, owner: usize },
     /// Shard `to`: forget the redirect of `key` to `owner`.
-    RemoveRedirect {
-        to: usize,
-        key: FlowKey,
-        owner: usize,
-    },
+    RemoveRedirect { to: usize, key: FlowKey, owner: usize },
 }
 
 impl ShardMsg {

@@ -107,9 +107,6 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), DropReason::ALL.len());
-        assert_eq!(
-            DropReason::from(ParseError::TooDeep),
-            DropReason::ParseTooDeep
-        );
+        assert_eq!(DropReason::from(ParseError::TooDeep), DropReason::ParseTooDeep);
     }
 }

@@ -284,14 +284,8 @@ mod tests {
 
     #[test]
     fn truncated_views_are_refused() {
-        assert_eq!(
-            EthernetFrame::new_checked(&[0u8; 13][..]).err(),
-            Some(Error::Truncated)
-        );
-        assert_eq!(
-            VlanTag::new_checked(&[0u8; 3][..]).err(),
-            Some(Error::Truncated)
-        );
+        assert_eq!(EthernetFrame::new_checked(&[0u8; 13][..]).err(), Some(Error::Truncated));
+        assert_eq!(VlanTag::new_checked(&[0u8; 3][..]).err(), Some(Error::Truncated));
     }
 
     #[test]
@@ -327,10 +321,7 @@ mod tests {
         push_tag(&mut f, ethertype::VLAN, 42).unwrap();
         assert_eq!(f.len(), 18);
         let t = walk_tags(f.data(), 2).unwrap();
-        assert_eq!(
-            (t.count, t.outer_vid, t.ethertype),
-            (1, 42, ethertype::IPV4)
-        );
+        assert_eq!((t.count, t.outer_vid, t.ethertype), (1, 42, ethertype::IPV4));
         assert_eq!(pop_tag(&mut f), Some(42));
         assert_eq!(f.data(), &before[..]);
         assert_eq!(pop_tag(&mut f), None);

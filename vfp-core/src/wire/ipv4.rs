@@ -325,22 +325,13 @@ mod tests {
         assert!(Ipv4Packet::new_checked(&b[..28]).is_ok());
         let mut v6 = b;
         v6[0] = 0x66;
-        assert_eq!(
-            Ipv4Packet::new_checked(&v6[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&v6[..]).err(), Some(Error::Malformed));
         let mut ihl4 = b;
         ihl4[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&ihl4[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&ihl4[..]).err(), Some(Error::Malformed));
         let mut short_total = b;
         short_total[3] = 23;
-        assert_eq!(
-            Ipv4Packet::new_checked(&short_total[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv4Packet::new_checked(&short_total[..]).err(), Some(Error::Malformed));
     }
 
     #[test]

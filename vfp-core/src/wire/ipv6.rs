@@ -365,10 +365,7 @@ mod tests {
         assert_eq!(&b[..4], &[0x6b, 0x81, 0x23, 0x45]);
 
         let h = Ipv6ExtHeader::new_checked(&b[48..]).unwrap();
-        assert_eq!(
-            (h.next_header(), h.header_len()),
-            (next_header::FRAGMENT, 16)
-        );
+        assert_eq!((h.next_header(), h.header_len()), (next_header::FRAGMENT, 16));
         let f = Ipv6FragHeader::new_checked(&b[64..]).unwrap();
         assert_eq!(f.next_header(), next_header::UDP);
         assert_eq!((f.frag_offset(), f.more_frags()), (0, true));
@@ -412,10 +409,7 @@ mod tests {
     #[test]
     fn plain_upper_layer_has_no_chain() {
         let c = walk_ext_headers(&[], next_header::TCP, 0).unwrap();
-        assert_eq!(
-            (c.protocol, c.l4_off, c.fragment),
-            (next_header::TCP, 0, None)
-        );
+        assert_eq!((c.protocol, c.l4_off, c.fragment), (next_header::TCP, 0, None));
     }
 
     #[test]
@@ -430,9 +424,6 @@ mod tests {
         }
         let mut v4 = b;
         v4[0] = 0x45;
-        assert_eq!(
-            Ipv6Packet::new_checked(&v4[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(Ipv6Packet::new_checked(&v4[..]).err(), Some(Error::Malformed));
     }
 }

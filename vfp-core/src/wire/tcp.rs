@@ -230,17 +230,10 @@ mod tests {
     fn checks_data_offset() {
         let b = seg();
         for n in 0..24 {
-            assert_eq!(
-                TcpPacket::new_checked(&b[..n]).err(),
-                Some(Error::Truncated),
-                "len {n}"
-            );
+            assert_eq!(TcpPacket::new_checked(&b[..n]).err(), Some(Error::Truncated), "len {n}");
         }
         let mut bad = b;
         bad[12] = 0x40;
-        assert_eq!(
-            TcpPacket::new_checked(&bad[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(TcpPacket::new_checked(&bad[..]).err(), Some(Error::Malformed));
     }
 }

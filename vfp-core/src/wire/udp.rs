@@ -82,8 +82,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     /// True when the checksum is absent (0) or valid under `pseudo`.
     #[inline]
     pub fn verify_checksum(&self, pseudo: u16) -> bool {
-        self.checksum() == 0
-            || checksum::l4_verify(pseudo, &self.buffer.as_ref()[..usize::from(self.len())])
+        self.checksum() == 0 || checksum::l4_verify(pseudo, &self.buffer.as_ref()[..usize::from(self.len())])
     }
 }
 
@@ -190,9 +189,6 @@ mod tests {
         assert!(UdpPacket::check_header(&DGRAM[..8]).is_ok());
         let mut bad = DGRAM;
         bad[5] = 7;
-        assert_eq!(
-            UdpPacket::new_checked(&bad[..]).err(),
-            Some(Error::Malformed)
-        );
+        assert_eq!(UdpPacket::new_checked(&bad[..]).err(), Some(Error::Malformed));
     }
 }

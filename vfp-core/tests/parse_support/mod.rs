@@ -184,11 +184,7 @@ pub fn arp() -> Vec<u8> {
 
 /// Untagged IPv4/TCP frame: 10.0.0.1:1234 -> 10.0.0.2:80, SYN.
 pub fn v4_tcp_frame() -> Vec<u8> {
-    eth(
-        &[],
-        ET_IPV4,
-        &V4::new(TCP).build(&tcp(1234, 80, 0x02, 0, b"hello")),
-    )
+    eth(&[], ET_IPV4, &V4::new(TCP).build(&tcp(1234, 80, 0x02, 0, b"hello")))
 }
 
 /// VXLAN (outer IPv4, VNI 5000) around a VLAN-tagged IPv4/TCP frame.
@@ -209,9 +205,5 @@ pub fn vxlan_tcp_frame() -> Vec<u8> {
         dst: [172, 16, 0, 2],
         ..V4::new(UDP)
     };
-    eth(
-        &[],
-        ET_IPV4,
-        &outer_ip.build(&udp(55555, 4789, &vxlan(5000, &inner))),
-    )
+    eth(&[], ET_IPV4, &outer_ip.build(&udp(55555, 4789, &vxlan(5000, &inner))))
 }

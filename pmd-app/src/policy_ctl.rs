@@ -1,0 +1,177 @@
+//! Policy and flow operations of the control plane: building the
+//! workers' shards, publishing a new policy to them and waiting for every
+//! worker to run it, and the `flows` queries (answered by each worker at
+//! its quiescent point, so no lock is ever taken on a flow table).
+
+use crate::dataplane::{Dataplane, ACK_TIMEOUT};
+use crate::dpdk;
+use crate::pipeline::Pipeline;
+use crate::worker::WorkerCmd;
+use crossbeam::channel;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use vfp_core::policy::{self, Policy};
+use vfp_core::shard::{FlowFilter, FlowInfo, Shard, ShardConfig};
+use vfp_core::topology::VportInfo;
+
+impl Dataplane {
+    /// The vports as the policy sees them.
+    pub fn topology(&self) -> Vec<VportInfo> {
+        self.vports
+            .iter()
+            .map(|v| VportInfo {
+                name: v.name.clone(),
+                role: v.role,
+                peer: v.peer,
+            })
+            .collect()
+    }
+
+    /// Loads and checks a policy file against this instance's vports.
+    pub fn read_policy(&self, file: &Path) -> Result<Policy, String> {
+        policy::load_file(file, &self.topology()).map_err(|e| e.to_string())
+    }
+
+    /// One pipeline for each of `n` workers for `policy` (start-up, or
+    /// the first load).
+    pub fn pipelines(&mut self, policy: &Arc<Policy>, n: usize) -> Result<Vec<Box<Pipeline>>, String> {
+        self.nat
+            .register_policy(policy)
+            .map_err(|_| "too many SNAT addresses in the policy".to_string())?;
+        let n = n.max(1);
+        let (tsc0, hz) = (dpdk::rdtsc(), dpdk::tsc_hz());
+        Ok((0..n)
+            .map(|id| {
+                let cfg = ShardConfig {
+                    id,
+                    nshards: n,
+                    capacity: self.shard_capacity,
+                };
+                Box::new(Pipeline::new(
+                    Shard::new(cfg, policy.clone(), self.nat.clone()),
+                    tsc0,
+                    hz,
+                ))
+            })
+            .collect())
+    }
+
+    /// Installs `policy`: the first one turns the pipeline on, a later one
+    /// replaces the running policy (existing flows are re-evaluated on
+    /// their next packet). Returns once every worker runs it.
+    pub fn install_policy(&mut self, mut policy: Policy) -> Result<Arc<Policy>, String> {
+        policy.generation = self.policy.as_ref().map_or(1, |p| p.generation + 1);
+        let policy = Arc::new(policy);
+        if self.policy.is_none() {
+            let pipes = self.pipelines(&policy, self.workers.len())?;
+            let mut shared = self.engine_stats.lock().unwrap_or_else(|e| e.into_inner());
+            shared.clear();
+            for (w, p) in self.workers.iter_mut().zip(pipes) {
+                w.engine = Some(p.shard.stats().clone());
+                shared.push(p.shard.stats().clone());
+                w.cmds
+                    .send(WorkerCmd::Pipeline(p))
+                    .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+            }
+        } else {
+            self.nat
+                .register_policy(&policy)
+                .map_err(|_| "too many SNAT addresses in the policy".to_string())?;
+        }
+        self.cmd_seq += 1;
+        let seq = self.cmd_seq;
+        for w in &self.workers {
+            w.cmds
+                .send(WorkerCmd::Policy {
+                    policy: policy.clone(),
+                    seq,
+                })
+                .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+        }
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        while self
+            .workers
+            .iter()
+            .any(|w| w.stats.cmd_ack.load(Ordering::Acquire) < seq)
+        {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "workers did not take policy generation {} in time",
+                    policy.generation
+                ));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        log::info!(
+            "policy generation {} from {} ({} rules) in force",
+            policy.generation,
+            policy.origin(),
+            policy.rule_count()
+        );
+        self.policy = Some(policy.clone());
+        Ok(policy)
+    }
+
+    /// Asks every worker; `f` builds the command with a reply sender.
+    fn ask_all<T: Send + 'static>(&self, f: impl Fn(channel::Sender<T>) -> WorkerCmd) -> Result<Vec<T>, String> {
+        let mut rxs = Vec::new();
+        for w in &self.workers {
+            let (tx, rx) = channel::bounded(1);
+            w.cmds
+                .send(f(tx))
+                .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+            rxs.push((w.lcore, rx));
+        }
+        let deadline = Instant::now() + ACK_TIMEOUT;
+        rxs.into_iter()
+            .map(|(lcore, rx)| {
+                rx.recv_deadline(deadline)
+                    .map_err(|_| format!("worker on lcore {lcore} did not answer in time"))
+            })
+            .collect()
+    }
+
+    /// How many flows match, and up to `limit` of them.
+    pub fn flows(&self, filter: &FlowFilter, limit: usize) -> Result<(usize, Vec<FlowInfo>), String> {
+        let answers = self.ask_all(|reply| WorkerCmd::Flows {
+            filter: filter.clone(),
+            limit,
+            reply,
+        })?;
+        let mut count = 0;
+        let mut list = Vec::new();
+        for (n, l) in answers {
+            count += n;
+            list.extend(l);
+        }
+        list.truncate(limit);
+        Ok((count, list))
+    }
+
+    /// Flow `id` (shard in the high 32 bits, slot in the low ones).
+    pub fn flow(&self, id: u64) -> Result<Option<FlowInfo>, String> {
+        let (shard, slot) = ((id >> 32) as usize, id as u32);
+        let Some(w) = self.workers.get(shard) else {
+            return Ok(None);
+        };
+        let (tx, rx) = channel::bounded(1);
+        w.cmds
+            .send(WorkerCmd::Flow { id: slot, reply: tx })
+            .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+        rx.recv_deadline(Instant::now() + ACK_TIMEOUT)
+            .map_err(|_| format!("worker on lcore {} did not answer in time", w.lcore))
+    }
+
+    /// Removes the matching flows from every shard.
+    pub fn flush_flows(&self, filter: &FlowFilter) -> Result<usize, String> {
+        Ok(self
+            .ask_all(|reply| WorkerCmd::Flush {
+                filter: filter.clone(),
+                reply,
+            })?
+            .into_iter()
+            .sum())
+    }
+}
