@@ -15,9 +15,12 @@
 # VXLAN-encapsulated (VNI 5001) towards wan. Counters per port and per
 # lcore are printed every second until Ctrl-C.
 #
-# Environment: DEMO_SECS=N stops after N seconds; DEMO_LCORES (default 0-1
-# on 2+ CPUs, else 0); DEMO_FLOWS (default 256); DEMO_DIR (default
-# /tmp/vfp-demo) holds the generated pcaps.
+# Environment: DEMO_SECS=N stops after N seconds; DEMO_LCORES (default 0:
+# one worker); DEMO_FLOWS (default 256); DEMO_DIR (default /tmp/vfp-demo)
+# holds the generated pcaps. net_pcap has no RSS, so with several workers
+# (DEMO_LCORES=0-1) each reads its own pcap and hands the packets of flows
+# another worker owns over in software: the counters then show that
+# hand-off, and its drops when the endless replay outruns it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -35,9 +38,7 @@ APP=target/release/pmd-app
 
 DIR=${DEMO_DIR:-/tmp/vfp-demo}
 FLOWS=${DEMO_FLOWS:-256}
-if [ -z "${DEMO_LCORES:-}" ]; then
-  if [ "$(nproc)" -ge 2 ]; then DEMO_LCORES=0-1; else DEMO_LCORES=0; fi
-fi
+DEMO_LCORES=${DEMO_LCORES:-0}
 # One rx queue of the vm port per worker lcore, each replaying its own
 # half of the flows.
 case "$DEMO_LCORES" in *[-,]*) QUEUES=2 ;; *) QUEUES=1 ;; esac
@@ -65,5 +66,6 @@ APP_ARGS=(--vport "name=vm,fast=net_pcap0,role=vm" --vport "name=wan,fast=net_nu
 if [ -n "${DEMO_SECS:-}" ]; then APP_ARGS+=(--duration "$DEMO_SECS"); fi
 
 echo "demo: $APP ${EAL[*]} -- ${APP_ARGS[*]}"
-echo "demo: Ctrl-C to stop"
+echo "demo: Ctrl-C to stop; meanwhile, from another shell:"
+echo "demo:   $(dirname "$APP")/vfpctl --prefix vfp-demo status   (or: stats, flows list, top)"
 exec "$APP" "${EAL[@]}" -- "${APP_ARGS[@]}"
