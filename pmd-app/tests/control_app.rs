@@ -15,6 +15,7 @@ mod control_app_support;
 
 use common::*;
 use control_app_support::*;
+use control_app_support::telemetry;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 

@@ -4,6 +4,10 @@ vfp-core's parser). Run with Debian's /usr/bin/python3 (python3-scapy).
 
   traffic.py mixed OUT.pcap [--count N] [--seed S]     varied protocols and sizes
   traffic.py udp-flows OUT.pcap --flows F [--count N] [--size 64]
+  traffic.py vm-flows OUT.pcap --flows F [--count N] [--seed S]
+                                                        VM-originated IPv4 flows from 10.1.0.0/24
+                                                        (UDP, DNS, TCP, ICMP echo) that
+                                                        examples/acl-snat-vxlan.toml allows
   traffic.py send IFACE IN.pcap                         sendp every packet of a pcap
 """
 import argparse
@@ -57,9 +61,39 @@ def udp_flows(flows, count, size):
     return pkts
 
 
+def vm_flows(flows, count, seed):
+    """Round-robin over F flows of a VM in 10.1.0.0/24 towards documentation
+    addresses: UDP (most), DNS (counted by acl rule 101), TCP (a SYN, then
+    data) and ICMP echo. None goes to 169.254.0.0/16 (denied by rule 100)."""
+    rnd = random.Random(seed)
+    spec = []
+    for f in range(flows):
+        src = "10.1.0.%d" % (f % 253 + 2)
+        dst = "198.51.100.%d" % rnd.randrange(1, 255)
+        kind = rnd.choice("uuuuuudttti")
+        spec.append((kind, src, dst, 20000 + f, rnd.randrange(0, 900)))
+    pkts = []
+    for i in range(count):
+        kind, src, dst, sport, size = spec[i % flows]
+        n = i // flows
+        eth = Ether(src=VM_MAC, dst=GW_MAC)
+        pay = Raw(bytes((sport + n + j) & 0xff for j in range(size)))
+        if kind == "u":
+            p = eth / IP(src=src, dst=dst) / UDP(sport=sport, dport=443) / pay
+        elif kind == "d":
+            p = eth / IP(src=src, dst="198.51.100.53") / UDP(sport=sport, dport=53) / Raw(b"\x12\x34" + bytes(30))
+        elif kind == "t":
+            flags = "S" if n == 0 else "PA"
+            p = eth / IP(src=src, dst=dst) / TCP(sport=sport, dport=443, flags=flags, seq=1000 + n) / (pay if n else b"")
+        else:
+            p = eth / IP(src=src, dst=dst) / ICMP(type=8, id=sport & 0xffff, seq=n & 0xffff) / pay
+        pkts.append(p)
+    return pkts
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["mixed", "udp-flows", "send"])
+    ap.add_argument("kind", choices=["mixed", "udp-flows", "vm-flows", "send"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
@@ -71,7 +105,12 @@ def main():
         sendp(rdpcap(pcap), iface=iface)
         return 0
     out = a.args[0]
-    pkts = mixed(a.count, a.seed) if a.kind == "mixed" else udp_flows(a.flows, a.count, a.size)
+    if a.kind == "mixed":
+        pkts = mixed(a.count, a.seed)
+    elif a.kind == "vm-flows":
+        pkts = vm_flows(a.flows, a.count, a.seed)
+    else:
+        pkts = udp_flows(a.flows, a.count, a.size)
     w = PcapWriter(out, sync=False)
     for p in pkts:
         w.write(p)

@@ -224,3 +224,265 @@ pub fn hugepages_available() -> bool {
 pub mod live;
 /// Real-kernel plumbing: namespaces, bridges, veths and taps around the app.
 pub mod netns;
+
+// ---- Long-running processes, kernel interfaces, telemetry (devices.rs) ----
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+/// Polls `cond` until it holds or `limit` passes; panics with `what` and
+/// the text of `context()` on timeout.
+pub fn poll_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() > deadline {
+            panic!("timed out after {limit:?} waiting for {what}\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn collect(mut r: impl Read + Send + 'static, buf: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            buf.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+    })
+}
+
+/// A child process running alongside the test (pmd-app, dpdk-testpmd):
+/// its output is collected while it runs, its stdin can be written, and it
+/// is killed when dropped, so a failing test leaves no DPDK process behind.
+pub struct Live {
+    pub name: String,
+    child: Option<Child>,
+    out: Arc<Mutex<String>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Live {
+    pub fn spawn(name: &str, mut cmd: Command) -> Live {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
+        let (out, err) = (Arc::default(), Arc::default());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), Arc::clone(&out)),
+            collect(child.stderr.take().unwrap(), Arc::clone(&err)),
+        ];
+        Live {
+            name: name.to_string(),
+            child: Some(child),
+            out,
+            err,
+            readers,
+        }
+    }
+
+    /// `pmd-app EAL -- APP`.
+    pub fn app(eal: &[String], app: &[String]) -> Live {
+        let mut c = Command::new(pmd_app());
+        c.args(eal)
+            .arg("--")
+            .args(app)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
+        Live::spawn("pmd-app", c)
+    }
+
+    pub fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+    pub fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+    pub fn all(&self) -> String {
+        format!(
+            "--- {} stdout\n{}\n--- {} stderr\n{}",
+            self.name,
+            self.stdout(),
+            self.name,
+            self.stderr()
+        )
+    }
+
+    /// Waits until `cond(stdout, stderr)` holds; panics if the process
+    /// exits first or `limit` passes.
+    pub fn wait_for(&mut self, what: &str, limit: Duration, cond: impl Fn(&str, &str) -> bool) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if cond(&self.stdout(), &self.stderr()) {
+                return;
+            }
+            if let Some(s) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("{} exited ({s}) while waiting for {what}\n{}", self.name, self.all());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{}: timed out after {limit:?} waiting for {what}\n{}",
+                    self.name,
+                    self.all()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn write_stdin(&mut self, s: &str) {
+        let stdin = self.child.as_mut().unwrap().stdin.as_mut().unwrap();
+        stdin.write_all(s.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGINT: what Ctrl-C sends; pmd-app and testpmd stop cleanly on it.
+    pub fn interrupt(&self) {
+        let _ = Command::new("kill").args(["-INT", &self.pid().to_string()]).status();
+    }
+
+    /// Waits for the process to exit by itself (after `interrupt`, `quit`
+    /// or `--duration`); kills it and panics after `limit`.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let mut child = self.child.take().unwrap();
+        drop(child.stdin.take());
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                panic!("{} did not exit within {limit:?}\n{}", self.name, self.all());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+        Output {
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Runs a command that must succeed (ip, ethtool, sysctl).
+pub fn sh(args: &[&str]) {
+    let o = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("run {args:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Commands run when dropped, in reverse order: deletes the network
+/// namespaces and links a test created, even when it fails.
+#[derive(Default)]
+pub struct Cleanup(Vec<Vec<String>>);
+
+impl Cleanup {
+    pub fn on_drop(&mut self, args: &[&str]) {
+        self.0.push(strings(args));
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for c in self.0.iter().rev() {
+            let _ = Command::new(&c[0]).args(&c[1..]).stderr(Stdio::null()).status();
+        }
+    }
+}
+
+/// One DPDK telemetry command against the process with EAL prefix
+/// `prefix` (tests/helpers/telemetry.py); None while it does not answer.
+pub fn telemetry(prefix: &str, cmd: &str) -> Option<serde_json::Value> {
+    let script = repo_root().join("tests/helpers/telemetry.py");
+    let o = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args([prefix, "cmd", cmd])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&o.stdout).ok()
+}
+
+/// Whether port `port` of the DPDK process `prefix` reports link up.
+pub fn link_up(prefix: &str, port: u16) -> bool {
+    telemetry(prefix, &format!("/ethdev/link_status,{port}"))
+        .is_some_and(|v| v["/ethdev/link_status"]["status"] == "UP")
+}
+
+/// An ethdev counter (ipackets, opackets, ...) of a port, via telemetry.
+pub fn port_stat(prefix: &str, port: u16, field: &str) -> Option<u64> {
+    telemetry(prefix, &format!("/ethdev/stats,{port}"))?["/ethdev/stats"][field].as_u64()
+}
+
+/// (rx-packets, tx-packets) of `device`'s row in pmd-app's last counters table.
+pub fn app_port_counts(stdout: &str, device: &str) -> (u64, u64) {
+    let row = stdout
+        .lines()
+        .rev()
+        .find(|l| l.split_whitespace().nth(2) == Some(device))
+        .unwrap_or_else(|| panic!("no counters row for {device}\n{stdout}"));
+    let c: Vec<&str> = row.split_whitespace().collect();
+    // vport path device port state rx tx ...
+    (c[5].parse().unwrap(), c[6].parse().unwrap())
+}
+
+/// Asserts that two pcaps hold the same frames in the same order: byte for
+/// byte, and as decoded by tshark.
+pub fn assert_same_pcap(expected: &str, actual: &str) {
+    let a = pcap_frames(expected);
+    let b = pcap_frames(actual);
+    assert_eq!(a.len(), b.len(), "{actual}: {} frames, expected {}", b.len(), a.len());
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x, y, "{actual}: frame {i} differs");
+    }
+    let f = [
+        "frame.len",
+        "eth.src",
+        "eth.dst",
+        "vlan.id",
+        "ip.src",
+        "ip.dst",
+        "ipv6.dst",
+        "udp.dstport",
+        "tcp.srcport",
+        "icmp.ident",
+        "arp.dst.proto_ipv4",
+    ];
+    assert_eq!(tshark_fields(expected, &f), tshark_fields(actual, &f));
+}
