@@ -14,8 +14,8 @@ mod common;
 mod control_app_support;
 
 use common::*;
-use control_app_support::*;
 use control_app_support::telemetry;
+use control_app_support::*;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
