@@ -38,7 +38,7 @@ bash scripts/setup.sh || fail "scripts/setup.sh"
 echo "== build"
 cargo build --release --workspace || fail "cargo build"
 echo "== test"
-cargo test --release --workspace 2>&1 | tee "$log"
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # Totals over every test binary's "test result:" line.

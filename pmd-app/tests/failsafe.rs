@@ -242,9 +242,12 @@ fn planned_switches_under_traffic_lose_nothing() {
         let s = Stats(app.ctl(&["stats"]));
         accounted(&s).map(|_| s)
     });
-    assert_eq!(
-        baseline.drop_total(),
-        0,
+    // Before the streams start, only stray TCP segments that belong to no
+    // connection the app knows (no-flow) may be dropped; seen once in a
+    // loaded full-suite run. Everything after is measured against it.
+    let base_drops = baseline.drop_total();
+    assert!(
+        baseline.drops().iter().all(|(k, n)| *n == 0 || k == "no-flow"),
         "drops before any traffic: {:?}",
         baseline.drops()
     );
@@ -298,7 +301,7 @@ fn planned_switches_under_traffic_lose_nothing() {
         }
         Ok(s)
     });
-    assert_eq!(end.drop_total(), 0, "drops: {:?}", end.drops());
+    assert_eq!(end.drop_total(), base_drops, "drops: {:?}", end.drops());
     assert_not_behind(&prev, &end, "end");
     let n = end.0["switch_count"].as_u64().unwrap_or(0);
     assert!(n >= 40, "{n} switches logged, 40 made");
@@ -306,7 +309,7 @@ fn planned_switches_under_traffic_lose_nothing() {
     stop_clean(app);
     let fin = final_stats(&d);
     accounted(&fin).unwrap_or_else(|e| panic!("final stats: {e}"));
-    assert_eq!(fin.drop_total(), 0, "final drops: {:?}", fin.drops());
+    assert_eq!(fin.drop_total(), base_drops, "final drops: {:?}", fin.drops());
     assert_not_behind(&end, &fin, "final stats");
 }
 

@@ -9,13 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn tel(prefix: &str, cmd: &str) -> serde_json::Value {
-    let o = Command::new("/usr/bin/python3")
-        .arg(repo_root().join("tests/helpers/telemetry.py"))
-        .args([prefix, "cmd", cmd])
-        .output()
-        .expect("run telemetry.py");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-    v[cmd].clone()
+    telemetry(prefix, cmd).map_or(serde_json::Value::Null, |v| v[cmd].clone())
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> Option<u64>) -> u64 {

@@ -4,16 +4,10 @@
 
 mod common;
 use common::*;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn telemetry(prefix: &str, cmd: &str) -> serde_json::Value {
-    let o = Command::new("/usr/bin/python3")
-        .arg(repo_root().join("tests/helpers/telemetry.py"))
-        .args([prefix, "cmd", cmd])
-        .output()
-        .expect("run telemetry.py");
-    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+fn tel(prefix: &str, cmd: &str) -> serde_json::Value {
+    telemetry(prefix, cmd).unwrap_or(serde_json::Value::Null)
 }
 
 #[test]
@@ -55,7 +49,7 @@ fn app_counters_are_in_dpdk_telemetry() {
     let pre = prefix("tel");
     let deadline = Instant::now() + Duration::from_secs(20);
     let stats = loop {
-        let v = telemetry(&pre, "/vfp/stats");
+        let v = tel(&pre, "/vfp/stats");
         if v["/vfp/stats"]["tx_packets"].as_u64().unwrap_or(0) > 1000 {
             break v["/vfp/stats"].clone();
         }
@@ -64,15 +58,13 @@ fn app_counters_are_in_dpdk_telemetry() {
     };
     assert_eq!(stats["flows_created"], 8, "{stats}");
     assert!(stats["forwarded"].as_u64().unwrap() > 0, "{stats}");
-    let drops = telemetry(&pre, "/vfp/drops");
+    let drops = tel(&pre, "/vfp/drops");
     assert_eq!(drops["/vfp/drops"]["policy_deny"], 0, "{drops}");
     // DPDK's own ethdev telemetry still answers, and the sink port's
     // opackets never lag the app's later tx count by more than in-flight.
-    let eth = telemetry(&pre, "/ethdev/stats,1");
+    let eth = tel(&pre, "/ethdev/stats,1");
     let opackets = eth["/ethdev/stats"]["opackets"].as_u64().expect("ethdev stats");
-    let later = telemetry(&pre, "/vfp/stats")["/vfp/stats"]["tx_packets"]
-        .as_u64()
-        .unwrap();
+    let later = tel(&pre, "/vfp/stats")["/vfp/stats"]["tx_packets"].as_u64().unwrap();
     assert!(
         opackets > 0 && opackets <= later,
         "ethdev opackets {opackets}, app tx {later}"
