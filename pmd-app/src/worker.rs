@@ -387,7 +387,9 @@ impl Worker {
         self.deliver_msgs();
         let mut n = 0;
         while n < INBOX_BUDGET {
-            let Some(h) = self.inboxes.packets[self.id].pop() else { break };
+            let Some(h) = self.inboxes.packets[self.id].pop() else {
+                break;
+            };
             n += 1;
             self.stats.handoff_in.inc();
             match h {
