@@ -48,7 +48,7 @@ pub fn evaluate(policy: &Policy, parsed: &Parsed, key: &FlowKey) -> Decision {
         // Rewrites of this layer, visible from the next one on.
         let mut next = view;
         let mut ended = false;
-        for &ri in layer.rules_for(key.dir, key.proto) {
+        for ri in layer.candidates(key.dir, key.proto, view.src, view.dst) {
             let ri = ri as usize;
             let Some(rule) = layer.rules.get(ri) else {
                 continue;

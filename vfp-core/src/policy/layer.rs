@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::flow::key::Direction;
 
 use super::group::Group;
+use super::index::{Candidates, V4Index};
+use super::prefix::Addr;
 use super::rule::{Rule, DIR_IN, DIR_OUT};
 
 /// Protocol buckets: TCP, UDP, ICMP, ICMPv6, anything else. A rule with
@@ -29,6 +31,24 @@ fn proto_bucket(p: u8) -> usize {
         proto::ICMP => 2,
         proto::ICMPV6 => 3,
         _ => 4,
+    }
+}
+
+/// Candidate rule indices of one layer for one packet.
+pub enum LayerCandidates<'a> {
+    V4(Candidates<'a>),
+    All(std::slice::Iter<'a, u32>),
+}
+
+impl Iterator for LayerCandidates<'_> {
+    type Item = u32;
+
+    #[inline]
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            LayerCandidates::V4(c) => c.next(),
+            LayerCandidates::All(i) => i.next().copied(),
+        }
     }
 }
 
@@ -66,6 +86,8 @@ pub struct Layer {
     /// `scan[dir as usize][proto_bucket(proto)]`: indices into `rules` of
     /// the rules that may match such a packet, in evaluation order.
     scan: [[Box<[u32]>; BUCKETS]; 2],
+    /// The same lists indexed for IPv4 packets (see `index.rs`).
+    v4: [[V4Index; BUCKETS]; 2],
     /// Slow-path matches per rule (parallel to `rules`).
     hits: Box<[AtomicU64]>,
     pub text: Box<[RuleText]>,
@@ -89,7 +111,8 @@ impl Layer {
                 .collect()
         };
         // Index order matches `Direction as usize`.
-        let scan = [DIR_OUT, DIR_IN].map(|bit| std::array::from_fn(|b| pick(bit, b)));
+        let scan: [[Box<[u32]>; BUCKETS]; 2] = [DIR_OUT, DIR_IN].map(|bit| std::array::from_fn(|b| pick(bit, b)));
+        let v4 = std::array::from_fn(|d| std::array::from_fn(|b| V4Index::new(&rules, &scan[d][b])));
         let hits = rules.iter().map(|_| AtomicU64::new(0)).collect();
         Layer {
             name,
@@ -97,6 +120,7 @@ impl Layer {
             groups,
             rules: rules.into_boxed_slice(),
             scan,
+            v4,
             hits,
             text: text.into_boxed_slice(),
         }
@@ -107,6 +131,18 @@ impl Layer {
     #[inline]
     pub fn rules_for(&self, dir: Direction, proto: u8) -> &[u32] {
         &self.scan[dir as usize][proto_bucket(proto)]
+    }
+
+    /// The rules that may match a packet going `dir` with IP protocol
+    /// `proto` and these addresses, in evaluation order (each must still
+    /// pass the full match).
+    #[inline]
+    pub fn candidates(&self, dir: Direction, proto: u8, src: Addr, dst: Addr) -> LayerCandidates<'_> {
+        if src.v4 && dst.v4 {
+            LayerCandidates::V4(self.v4[dir as usize][proto_bucket(proto)].candidates(src, dst))
+        } else {
+            LayerCandidates::All(self.rules_for(dir, proto).iter())
+        }
     }
 
     /// Counts a slow-path match of rule `i`. Relaxed: several shards may

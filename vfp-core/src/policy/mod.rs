@@ -8,6 +8,7 @@
 mod compile;
 mod error;
 mod group;
+mod index;
 mod layer;
 mod loader;
 mod prefix;

@@ -84,6 +84,11 @@ impl Prefix {
         a.v4 == self.v4 && a.bits & self.mask == self.net
     }
 
+    /// The IPv4 network and mask (host order), for an IPv4 prefix.
+    pub fn v4_net_mask(&self) -> Option<(u32, u32)> {
+        self.v4.then_some((self.net as u32, self.mask as u32))
+    }
+
     /// Whether every address of `other` is also in `self`.
     pub fn covers(&self, other: &Prefix) -> bool {
         self.v4 == other.v4 && self.len <= other.len && other.net & self.mask == self.net
