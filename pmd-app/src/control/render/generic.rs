@@ -9,10 +9,10 @@ use serde_json::{Map, Value};
 use super::format::{cell, field};
 use super::table::Table;
 
-/// The columns flows are shown with first, in this order; other keys the
-/// engine reports follow.
-const FLOW_COLUMNS: [&str; 10] = [
-    "id", "vport", "dir", "proto", "src", "dst", "state", "packets", "bytes", "idle_s",
+/// The columns of the flows list, and the fields `flows show` puts first
+/// (it shows every other field the engine reports after them).
+const FLOW_COLUMNS: [&str; 11] = [
+    "id", "vport", "dir", "proto", "src", "dst", "state", "packets", "bytes", "idle_s", "nat",
 ];
 
 /// A table of objects with `first` columns leading and every other key
@@ -41,7 +41,14 @@ pub fn flows(v: &Value) -> String {
         if flows.is_empty() {
             return "no flows\n".into();
         }
-        let mut out = object_table(flows, &FLOW_COLUMNS).to_string();
+        // One line per flow: the main columns only (`flows show ID` or
+        // `--json` have the transpositions and the rest).
+        let headers: Vec<String> = FLOW_COLUMNS.iter().map(|k| k.to_ascii_uppercase()).collect();
+        let mut t = Table::new(&headers);
+        for f in flows {
+            t.row(FLOW_COLUMNS.iter().map(|k| field(f, k)).collect());
+        }
+        let mut out = t.to_string();
         if let Some(count) = v["count"].as_u64().filter(|c| *c > flows.len() as u64) {
             let _ = writeln!(out, "({} of {count} flows shown; raise --limit for more)", flows.len());
         }
@@ -188,6 +195,31 @@ fn write_object(out: &mut String, m: &Map<String, Value>, indent: usize) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn flows_list_is_one_short_line_per_flow_and_show_has_everything() {
+        let f = json!({"id": 4294967297u64, "vport": "vm", "dir": "out", "proto": "udp",
+            "src": "10.1.0.2:5000", "dst": "198.51.100.7:53", "state": "active", "packets": 3,
+            "bytes": 180, "idle_s": 0.5, "nat": "203.0.113.10:1024",
+            "action_fwd": "src 203.0.113.10:1024; encap vni 5001", "forward": "udp 10.1.0.2:5000 > ..."});
+        let list = flows(&json!({"count": 2, "flows": [f.clone()]}));
+        let lines: Vec<&str> = list.lines().collect();
+        assert!(
+            lines[0].trim_start().starts_with("ID") && lines[0].contains("NAT"),
+            "{list}"
+        );
+        assert!(
+            lines[1].contains("203.0.113.10:1024") && lines[1].contains("198.51.100.7:53"),
+            "{list}"
+        );
+        assert!(
+            !list.contains("encap vni"),
+            "the list leaves the transpositions to `show`: {list}"
+        );
+        assert!(list.contains("(1 of 2 flows shown"), "{list}");
+        let show = flows(&json!({"flow": f}));
+        assert!(show.contains("encap vni 5001") && show.contains("forward"), "{show}");
+    }
 
     #[test]
     fn policy_with_groups_lists_its_rules() {
