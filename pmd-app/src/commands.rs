@@ -219,22 +219,9 @@ fn v6(a: IpAddr) -> [u8; 16] {
 
 fn flow_json(dp: &Dataplane, f: &FlowInfo) -> Value {
     let mut v = json!(f);
-    // The forward key reads "proto src > dst [vni N] vport V dir".
-    let parts: Vec<&str> = f.forward.split_whitespace().collect();
-    let vport_name = parts
-        .iter()
-        .position(|p| *p == "vport")
-        .and_then(|i| parts.get(i + 1))
-        .and_then(|n| n.parse::<usize>().ok())
-        .and_then(|i| dp.vports.get(i))
-        .map(|v| v.name.clone());
     v["id"] = json!(((f.shard as u64) << 32) | u64::from(f.id));
     v["slot"] = json!(f.id);
-    v["vport"] = json!(vport_name);
-    v["proto"] = json!(parts.first());
-    v["src"] = json!(parts.get(1));
-    v["dst"] = json!(parts.get(3));
-    v["dir"] = json!(parts.last());
+    v["vport"] = json!(dp.vports.get(usize::from(f.vport)).map(|v| v.name.clone()));
     v["packets"] = json!(f.packets_fwd + f.packets_rev);
     v["bytes"] = json!(f.bytes_fwd + f.bytes_rev);
     v["idle_s"] = json!(f.idle_ns as f64 / 1e9);

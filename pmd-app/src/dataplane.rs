@@ -24,8 +24,6 @@ pub struct WorkerHandle {
     pub lcore: u32,
     pub cmds: Sender<WorkerCmd>,
     pub stats: Arc<WorkerStats>,
-    /// Counters of the worker's flow-table shard, once it has one.
-    pub engine: Option<Arc<ShardStats>>,
 }
 
 /// One datapath switch, for the log and `stats`.
@@ -64,8 +62,8 @@ pub struct Dataplane {
     pub shard_capacity: usize,
     /// Sequence number of the last command that needs an acknowledgement.
     pub cmd_seq: u64,
-    /// Every shard's counters, for readers off the control thread
-    /// (DPDK telemetry); filled when the pipeline starts.
+    /// Every shard's counters, indexed like `workers` (empty until the
+    /// pipeline starts); shared with DPDK telemetry's thread.
     pub engine_stats: Arc<std::sync::Mutex<Vec<Arc<ShardStats>>>>,
     /// The supervisor's latest rate sample (rates are against it).
     pub last_sample: Option<crate::report::Snapshot>,

@@ -135,7 +135,12 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     let mut main_worker = None;
     for (i, (lcore, plan)) in lcores.iter().zip(plans).enumerate() {
         let pipe = pipes[i].take();
-        let engine = pipe.as_ref().map(|p| p.shard.stats().clone());
+        if let Some(p) = &pipe {
+            dp.engine_stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(p.shard.stats().clone());
+        }
         let (tx, rx) = channel::bounded(64);
         let stats = Arc::new(WorkerStats::default());
         stats.plan_ack.store(plan.generation, Ordering::Release);
@@ -156,7 +161,6 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             lcore: *lcore,
             cmds: tx,
             stats,
-            engine,
         });
         if i == 0 {
             main_worker = Some(w);
@@ -165,9 +169,6 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         }
     }
 
-    if let Some(e) = dp.workers.iter().map(|w| w.engine.clone()).collect::<Option<Vec<_>>>() {
-        *dp.engine_stats.lock().unwrap_or_else(|e| e.into_inner()) = e;
-    }
     let sources = telemetry_sources(&dp);
     if let Err(e) = dpdk::telemetry::register(sources) {
         log::warn!("DPDK telemetry: {e} (the app's counters will not be there)");
@@ -272,9 +273,14 @@ fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::t
             ("busy_packets".to_string(), sum(&|w| w.busy_packets.get())),
         ];
         let shards = engine.lock().unwrap_or_else(|e| e.into_inner());
-        for (i, (name, _)) in shards.first().map(|s| s.named()).unwrap_or_default().iter().enumerate() {
-            let n: u64 = shards.iter().map(|s| s.named()[i].1).sum();
-            v.push((name.replace('-', "_"), n));
+        let start = v.len();
+        for s in shards.iter() {
+            for (i, (name, n)) in s.named().into_iter().enumerate() {
+                match v.get_mut(start + i) {
+                    Some(e) => e.1 += n,
+                    None => v.push((name.replace('-', "_"), n)),
+                }
+            }
         }
         v
     });

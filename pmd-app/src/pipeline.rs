@@ -14,6 +14,7 @@ use vfp_core::frame::Frame;
 use vfp_core::parse::parse;
 use vfp_core::policy::Policy;
 use vfp_core::shard::{DropReason, Shard, Verdict};
+use vfp_core::wire::ipv4::Ipv4Packet;
 
 /// What the worker does with a classified packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,19 +108,12 @@ fn dirs_of(p: &Policy) -> Vec<Direction> {
 /// Computes an IPv4 header checksum the mbuf asked the NIC for, and
 /// clears the request (a path without the offload transmits it).
 pub fn software_ipv4_checksum(m: &mut Mbuf) {
-    let Some((l2, l3)) = m.ipv4_checksum_offloaded() else {
+    let Some((l2, _)) = m.ipv4_checksum_offloaded() else {
         return;
     };
     m.clear_ipv4_checksum_offload();
     let (room, off, len) = m.room_mut();
-    let Some(hdr) = room.get_mut(off..off + len).and_then(|d| d.get_mut(l2..l2 + l3)) else {
-        return;
-    };
-    if l3 < 20 {
-        return;
+    if let Some(Ok(mut ip)) = room.get_mut(off + l2..off + len).map(Ipv4Packet::new_checked) {
+        ip.fill_checksum();
     }
-    hdr[10] = 0;
-    hdr[11] = 0;
-    let c = vfp_core::wire::checksum::checksum(hdr);
-    hdr[10..12].copy_from_slice(&c.to_be_bytes());
 }

@@ -68,8 +68,7 @@ impl Dataplane {
             let pipes = self.pipelines(&policy, self.workers.len())?;
             let mut shared = self.engine_stats.lock().unwrap_or_else(|e| e.into_inner());
             shared.clear();
-            for (w, p) in self.workers.iter_mut().zip(pipes) {
-                w.engine = Some(p.shard.stats().clone());
+            for (w, p) in self.workers.iter().zip(pipes) {
                 shared.push(p.shard.stats().clone());
                 w.cmds
                     .send(WorkerCmd::Pipeline(p))

@@ -96,7 +96,7 @@ impl Snapshot {
                 };
                 let slot = crate::plan::path_slot(vi, k);
                 for w in &dp.workers {
-                    let c = w.stats.port(slot);
+                    let c = w.stats.path(slot);
                     row.rx_packets += c.rx_packets.get();
                     row.tx_packets += c.tx_packets.get();
                     row.rx_bytes += c.rx_bytes.get();
@@ -114,6 +114,7 @@ impl Snapshot {
         let mut drops: BTreeMap<String, u64> = BTreeMap::new();
         let mut engine: BTreeMap<String, u64> = BTreeMap::new();
         let mut lcores = Vec::new();
+        let shards = dp.engine_stats.lock().unwrap_or_else(|e| e.into_inner());
         for (i, w) in dp.workers.iter().enumerate() {
             let s = &w.stats;
             let mut row = LcoreRow {
@@ -121,7 +122,6 @@ impl Snapshot {
                 worker: i,
                 rx_packets: s.rx_packets.get(),
                 tx_packets: s.tx_packets.get(),
-                flows: s.flows.get(),
                 busy_cycles: s.busy_cycles.get(),
                 total_cycles: s.total_cycles.get(),
                 busy_packets: s.busy_packets.get(),
@@ -132,7 +132,7 @@ impl Snapshot {
             for d in AppDrop::ALL {
                 row.drops.insert(d.as_str().to_string(), s.drops[d as usize].get());
             }
-            if let Some(e) = &w.engine {
+            if let Some(e) = shards.get(i) {
                 for (r, n) in e.drops() {
                     *row.drops.entry(r.as_str().to_string()).or_default() += n;
                 }

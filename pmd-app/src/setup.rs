@@ -8,7 +8,7 @@ use crate::vport::{pair_peer, PathDev, PathState, SwitchMode, Vport};
 use vfp_core::topology::Role;
 
 /// Vports one instance serves (two counter slots each, see `plan::path_slot`).
-pub const MAX_VPORTS: usize = crate::stats::MAX_PORTS / 2;
+pub const MAX_VPORTS: usize = crate::stats::MAX_PATHS / 2;
 
 /// Vports from `--vport` specs, or one per probed port when none given.
 pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<Vec<Vport>, String> {

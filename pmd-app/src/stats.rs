@@ -7,7 +7,7 @@ use vfp_core::counter::Counter;
 
 /// Path counter slots a worker keeps (two per vport, see
 /// `plan::path_slot`), so counters survive a device's re-plug.
-pub const MAX_PORTS: usize = 32;
+pub const MAX_PATHS: usize = 32;
 
 /// Drops decided by the app around the engine (the engine counts its own).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl AppDrop {
 }
 
 #[derive(Default)]
-pub struct PortCounters {
+pub struct PathCounters {
     pub rx_packets: Counter,
     pub rx_bytes: Counter,
     pub tx_packets: Counter,
@@ -63,9 +63,7 @@ pub struct WorkerStats {
     /// Packets processed in busy iterations (for cycles per packet).
     pub busy_packets: Counter,
     pub drops: [Counter; AppDrop::ALL.len()],
-    pub ports: [PortCounters; MAX_PORTS],
-    /// Flow pairs in this worker's shard.
-    pub flows: Counter,
+    pub paths: [PathCounters; MAX_PATHS],
     /// Last plan generation this worker runs (its acknowledgement).
     pub plan_ack: AtomicU64,
     /// Last command sequence number it processed.
@@ -78,7 +76,7 @@ impl WorkerStats {
         self.drops[why as usize].add(n);
     }
     #[inline(always)]
-    pub fn port(&self, port: u16) -> &PortCounters {
-        &self.ports[port as usize % MAX_PORTS]
+    pub fn path(&self, slot: u16) -> &PathCounters {
+        &self.paths[slot as usize % MAX_PATHS]
     }
 }

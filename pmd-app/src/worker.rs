@@ -215,7 +215,7 @@ impl Worker {
     #[inline(always)]
     fn count_rx(&self, slot: u16, burst: &Burst) {
         let bytes: usize = burst.iter().map(Mbuf::pkt_len).sum();
-        let pc = self.stats.port(slot);
+        let pc = self.stats.path(slot);
         pc.rx_packets.add(burst.len() as u64);
         pc.rx_bytes.add(bytes as u64);
         self.stats.rx_packets.add(burst.len() as u64);
@@ -314,7 +314,7 @@ impl Worker {
             self.stats.count_drop(AppDrop::TxFull, dropped as u64);
         }
         debug_assert_eq!(sent + dropped, want);
-        let pc = self.stats.port(slot);
+        let pc = self.stats.path(slot);
         pc.tx_packets.add(sent as u64);
         pc.tx_bytes.add((bytes - left_bytes) as u64);
         self.stats.tx_packets.add(sent as u64);

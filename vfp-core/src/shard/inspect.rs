@@ -45,6 +45,13 @@ pub struct FlowInfo {
     pub shard: usize,
     /// Slab slot, unique within the shard while the pair lives.
     pub id: u32,
+    /// The forward key's parts: the vport it arrives on, its direction
+    /// (`out`/`in`), protocol name and endpoints (as in [`fmt_key`]).
+    pub vport: u16,
+    pub dir: String,
+    pub proto: String,
+    pub src: String,
+    pub dst: String,
     pub forward: String,
     pub reverse: String,
     pub state: String,
@@ -64,10 +71,17 @@ pub struct FlowInfo {
 impl FlowInfo {
     pub fn new(shard: usize, id: u32, p: &FlowPair, now_ns: u64) -> FlowInfo {
         let (f, r) = (Side::Forward.index(), Side::Reverse.index());
+        let k = &p.keys[f];
+        let ports = has_ports(k);
         FlowInfo {
             shard,
             id,
-            forward: fmt_key(&p.keys[f]),
+            vport: k.vport,
+            dir: k.dir.as_str().to_string(),
+            proto: proto_name(k.proto),
+            src: fmt_addr(&k.src, k.src_port, ports),
+            dst: fmt_addr(&k.dst, k.dst_port, ports),
+            forward: fmt_key(k),
             reverse: fmt_key(&p.keys[r]),
             state: p.state_str().to_string(),
             packets_fwd: p.counters[f].packets,
@@ -96,16 +110,25 @@ fn fmt_addr(a: &[u8; 16], port: u16, with_port: bool) -> String {
     }
 }
 
-/// `tcp 10.0.0.1:1234 > 8.8.8.8:53 vni 7 vport 0 out`.
-pub fn fmt_key(k: &FlowKey) -> String {
-    let name = match k.proto {
+fn proto_name(p: u8) -> String {
+    match p {
         proto::TCP => "tcp".to_string(),
         proto::UDP => "udp".to_string(),
         proto::ICMP => "icmp".to_string(),
         proto::ICMPV6 => "icmp6".to_string(),
         p => format!("proto-{p}"),
-    };
-    let ports = matches!(k.proto, proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6);
+    }
+}
+
+/// Whether the key's ports mean something (ICMP: the echo identifier).
+fn has_ports(k: &FlowKey) -> bool {
+    matches!(k.proto, proto::TCP | proto::UDP | proto::ICMP | proto::ICMPV6)
+}
+
+/// `tcp 10.0.0.1:1234 > 8.8.8.8:53 vni 7 vport 0 out`.
+pub fn fmt_key(k: &FlowKey) -> String {
+    let name = proto_name(k.proto);
+    let ports = has_ports(k);
     let vni = if k.vni == NO_VNI {
         String::new()
     } else {
