@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
 use vfp_core::frame::Frame;
-use vfp_core::parse::parse;
+use vfp_core::parse::{parse_into, Parsed};
 use vfp_core::policy::{load_str, Policy};
 use vfp_core::shard::{Shard, ShardConfig, Verdict};
 use vfp_core::topology::{Role, VportInfo};
@@ -89,10 +89,11 @@ fn frame(f: u32) -> Vec<u8> {
 fn run(shard: &mut Shard, buf: &mut [u8], pkt: &[u8], now: u64) -> Verdict {
     buf[HEADROOM..HEADROOM + pkt.len()].copy_from_slice(pkt);
     let mut fr = Frame::new(buf, HEADROOM, pkt.len()).expect("room");
-    let mut p = match parse(fr.data()) {
-        Ok(p) => p,
-        Err(_) => return Verdict::Drop(vfp_core::shard::DropReason::ParseMalformed),
-    };
+    // Parsed in place, as the app does into its burst's descriptors.
+    let mut p = Parsed::default();
+    if parse_into(fr.data(), &mut p).is_err() {
+        return Verdict::Drop(vfp_core::shard::DropReason::ParseMalformed);
+    }
     p.key.vport = 0;
     p.key.dir = Role::Vm.direction();
     shard.process(&mut fr, &p, now, false)

@@ -145,26 +145,36 @@ impl From<WireError> for ParseError {
 /// Parses a frame starting with an Ethernet header.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
-    let (outer, vx) = parse_frame(frame, 0)?;
-    let Some(vx) = vx else {
-        return Ok(outer);
+    let mut p = Parsed::default();
+    parse_into(frame, &mut p)?;
+    Ok(p)
+}
+
+/// Parses a frame into `p`, which the caller may keep in place (a burst's
+/// descriptor array): the descriptor is written once where it lives
+/// instead of being built on the stack and copied out. On error `p` holds
+/// no meaningful value.
+#[inline]
+pub fn parse_into(frame: &[u8], p: &mut Parsed) -> Result<(), ParseError> {
+    let Some(vx) = parse_frame(frame, 0, p)? else {
+        return Ok(());
     };
+    let (outer_l3_off, outer_is_ipv6, outer_udp_off) = (p.l3_off, p.l3 == L3::Ipv6, p.l4_off);
     // The inner frame ends where the outer UDP payload does, so outer
     // padding never looks like inner bytes.
     let inner_bytes = frame.get(..vx.end).ok_or(ParseError::Truncated)?;
-    let (mut inner, nested) = parse_frame(inner_bytes, vx.vxlan_off + vxlan::HEADER_LEN)?;
-    if nested.is_some() {
+    if parse_frame(inner_bytes, vx.vxlan_off + vxlan::HEADER_LEN, p)?.is_some() {
         return Err(ParseError::TooDeep);
     }
-    inner.key.vni = vx.vni;
-    inner.outer = Some(Outer {
-        l3_off: outer.l3_off,
-        is_ipv6: outer.l3 == L3::Ipv6,
-        udp_off: outer.l4_off,
+    p.key.vni = vx.vni;
+    p.outer = Some(Outer {
+        l3_off: outer_l3_off,
+        is_ipv6: outer_is_ipv6,
+        udp_off: outer_udp_off,
         vxlan_off: off16(vx.vxlan_off)?,
         vni: vx.vni,
     });
-    Ok(inner)
+    Ok(())
 }
 
 /// A VXLAN header found behind a UDP header.
@@ -182,14 +192,15 @@ fn off16(off: usize) -> Result<u16, ParseError> {
     u16::try_from(off).map_err(|_| ParseError::TooDeep)
 }
 
-/// Parses the Ethernet frame at `eth_off` (L2 to L4) into a descriptor
-/// with `key.vni == NO_VNI`, and reports a VXLAN header behind it.
+/// Parses the Ethernet frame at `eth_off` (L2 to L4) into `p` (every
+/// field rewritten, `key.vni == NO_VNI`, no `outer`), and reports a VXLAN
+/// header behind it.
 #[inline(always)]
-fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>), ParseError> {
+fn parse_frame(frame: &[u8], eth_off: usize, p: &mut Parsed) -> Result<Option<VxlanAt>, ParseError> {
     let l2 = frame.get(eth_off..).ok_or(ParseError::Truncated)?;
     let tags = ethernet::walk_tags(l2, MAX_VLAN_TAGS)?;
     let l3_off = eth_off + tags.l3_off;
-    let mut p = Parsed {
+    *p = Parsed {
         key: FlowKey {
             vni: NO_VNI,
             ..FlowKey::default()
@@ -214,8 +225,7 @@ fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>)
             p.fragment = fragment(ip.frag_offset(), ip.more_frags());
             let l4_off = l3_off + ip.header_len();
             let l3_end = l3_off + usize::from(ip.total_len());
-            let vx = parse_l4(frame, l4_off, l3_end, &mut p)?;
-            Ok((p, vx))
+            parse_l4(frame, l4_off, l3_end, p)
         }
         ethertype::IPV6 => {
             let ip = Ipv6Packet::new_checked(l3)?;
@@ -230,21 +240,20 @@ fn parse_frame(frame: &[u8], eth_off: usize) -> Result<(Parsed, Option<VxlanAt>)
             }
             let l4_off = l3_off + ipv6::HEADER_LEN + chain.l4_off;
             let l3_end = l3_off + ipv6::HEADER_LEN + usize::from(ip.payload_len());
-            let vx = parse_l4(frame, l4_off, l3_end, &mut p)?;
-            Ok((p, vx))
+            parse_l4(frame, l4_off, l3_end, p)
         }
         ethertype::ARP => {
             let arp = ArpPacket::new_checked(l3)?;
             p.l3 = L3::Arp;
             p.l4_off = off16(l3_off + arp.packet_len())?;
             p.payload_off = p.l4_off;
-            Ok((p, None))
+            Ok(None)
         }
         _ => {
             p.l3 = L3::Other;
             p.l4_off = p.l3_off;
             p.payload_off = p.l3_off;
-            Ok((p, None))
+            Ok(None)
         }
     }
 }

@@ -55,7 +55,6 @@ pub struct Encap {
     hdr: [u8; ENCAP_LEN],
     /// Sum of the IPv4 header words except total length and checksum.
     ip_partial: u16,
-    spec: EncapSpec,
 }
 
 /// Who computes the outer IPv4 header checksum of a pushed header.
@@ -89,16 +88,22 @@ impl Encap {
         h[VXLAN + 4..VXLAN + 7].copy_from_slice(&(spec.vni & 0x00ff_ffff).to_be_bytes()[1..]);
         // Total length and checksum are still zero here.
         let ip_partial = checksum::sum(&h[IP..UDP]);
-        Encap {
-            hdr: h,
-            ip_partial,
-            spec: *spec,
-        }
+        Encap { hdr: h, ip_partial }
     }
 
-    #[inline]
-    pub fn spec(&self) -> &EncapSpec {
-        &self.spec
+    /// The spec this header was compiled from, read back from the header
+    /// (the flow pair keeps only the header, to stay small).
+    pub fn spec(&self) -> EncapSpec {
+        let h = &self.hdr;
+        let mac = |at: usize| -> [u8; 6] { h[at..at + 6].try_into().unwrap() };
+        let ip = |at: usize| -> [u8; 4] { h[at..at + 4].try_into().unwrap() };
+        EncapSpec {
+            vni: u32::from_be_bytes([0, h[VXLAN + 4], h[VXLAN + 5], h[VXLAN + 6]]),
+            outer_src_ip: ip(IP + 12),
+            outer_dst_ip: ip(IP + 16),
+            outer_src_mac: mac(6),
+            outer_dst_mac: mac(0),
+        }
     }
 
     /// The UDP source port this flow's frames carry.
@@ -129,7 +134,7 @@ impl Encap {
     }
 
     pub fn describe(&self) -> String {
-        let s = &self.spec;
+        let s = self.spec();
         format!(
             "encap vxlan vni {} {}->{} udp-src {}",
             s.vni,
@@ -187,6 +192,11 @@ mod tests {
         assert_eq!(&d[40..42], &[0, 0]);
         assert_eq!(&d[42..50], &[0x08, 0, 0, 0, 0x12, 0x34, 0x56, 0]);
         assert_eq!(d[50], 0xab);
+    }
+
+    #[test]
+    fn spec_reads_back_from_the_header() {
+        assert_eq!(Encap::new(&spec(), 9).spec(), spec());
     }
 
     #[test]

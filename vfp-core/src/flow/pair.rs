@@ -43,19 +43,24 @@ pub struct DirCounters {
     pub bytes: u64,
 }
 
+/// Field order is the cache layout (hence `repr(C)`): a hit compares one
+/// key and touches the shared state and its side's counters in the first
+/// three lines, then reads its side's transposition; what only the slow
+/// path and the operator read comes last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub struct FlowPair {
     /// Indexed by [`Side`].
     pub keys: [FlowKey; 2],
-    pub xpos: [Transposition; 2],
-    pub counters: [DirCounters; 2],
-    pub created_ns: u64,
-    pub last_seen_ns: u64,
-    pub tcp: TcpTracker,
     /// Policy generation the transpositions were compiled under.
     pub generation: u64,
-    pub first: FirstPacket,
+    pub last_seen_ns: u64,
+    pub counters: [DirCounters; 2],
+    pub tcp: TcpTracker,
+    pub xpos: [Transposition; 2],
+    pub created_ns: u64,
     pub nat: Option<NatBinding>,
+    pub first: FirstPacket,
 }
 
 impl FlowPair {
