@@ -7,11 +7,11 @@
 //! packet: the shard's table is preallocated, messages to other shards
 //! go through a preallocated outbox the worker drains every iteration.
 
-use crate::dpdk::Mbuf;
+use crate::dpdk::{Burst, Mbuf, BURST_SIZE};
 use std::sync::Arc;
 use vfp_core::flow::key::Direction;
 use vfp_core::frame::Frame;
-use vfp_core::parse::parse;
+use vfp_core::parse::{parse_into, Parsed};
 use vfp_core::policy::Policy;
 use vfp_core::shard::{DropReason, Shard, Verdict};
 use vfp_core::wire::ipv4::Ipv4Packet;
@@ -37,6 +37,11 @@ pub struct Pipeline {
     /// TSC at start and nanoseconds per TSC tick, for the flow clock.
     tsc0: u64,
     ns_per_tsc: f64,
+    /// The burst being classified: each packet's descriptor, its table
+    /// hash, and its fate (or `None` while it still needs a lookup).
+    parsed: Box<[Parsed; BURST_SIZE]>,
+    hashes: [u64; BURST_SIZE],
+    fates: [Option<Fate>; BURST_SIZE],
 }
 
 impl Pipeline {
@@ -47,6 +52,9 @@ impl Pipeline {
             dirs,
             tsc0,
             ns_per_tsc: 1e9 / tsc_hz.max(1) as f64,
+            parsed: Box::new([Parsed::default(); BURST_SIZE]),
+            hashes: [0; BURST_SIZE],
+            fates: [None; BURST_SIZE],
         }
     }
 
@@ -61,6 +69,63 @@ impl Pipeline {
         self.shard.set_policy(policy);
     }
 
+    #[inline(always)]
+    fn dir_of(&self, vport: u16) -> Direction {
+        self.dirs
+            .get(usize::from(vport))
+            .copied()
+            .unwrap_or(Direction::Outbound)
+    }
+
+    /// Classifies a whole burst that arrived on `vport`, in three passes
+    /// so that the cache misses of different packets overlap instead of
+    /// queueing one behind the other:
+    /// 1. parse every packet into its descriptor, hash its key and start
+    ///    fetching its index buckets;
+    /// 2. start fetching the flow pair each key most likely leads to;
+    /// 3. look each packet up for real, transpose it and decide its fate.
+    ///
+    /// Lookups in pass 3 run in arrival order against the live table, so a
+    /// flow created or removed by an earlier packet of the burst is seen by
+    /// the later ones; the first two passes only warm the cache.
+    /// Returns one fate per packet, in order.
+    #[inline(always)]
+    pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) -> &[Option<Fate>] {
+        let n = burst.len();
+        let dir = self.dir_of(vport);
+        for i in 0..n {
+            let Some(m) = burst.get_mut(i) else { break };
+            self.fates[i] = None;
+            if !m.is_contiguous() {
+                self.fates[i] = Some(Fate::MultiSegment);
+                continue;
+            }
+            let p = &mut self.parsed[i];
+            if let Err(e) = parse_into(m.data(), p) {
+                self.shard.count_drop(e.into());
+                self.fates[i] = Some(Fate::Drop);
+                continue;
+            }
+            p.key.vport = vport;
+            p.key.dir = dir;
+            self.hashes[i] = self.shard.prefetch_index(&p.key);
+        }
+        for i in 0..n {
+            if self.fates[i].is_none() {
+                self.shard.prefetch_flow(self.hashes[i]);
+            }
+        }
+        for i in 0..n {
+            if self.fates[i].is_some() {
+                continue;
+            }
+            let Some(m) = burst.get_mut(i) else { break };
+            let fate = process(&mut self.shard, m, &self.parsed[i], self.hashes[i], true, now_ns);
+            self.fates[i] = Some(fate);
+        }
+        &self.fates[..n]
+    }
+
     /// Runs one packet that arrived on `vport` through the shard. With
     /// `may_redirect` false (the packet was handed here) a miss is
     /// evaluated here rather than sent to the key's owner again.
@@ -71,33 +136,42 @@ impl Pipeline {
             // (net_pcap, jumbo frames); the rewrite works on one segment.
             return Fate::MultiSegment;
         }
-        let (room, off, len) = m.room_mut();
-        let Some(mut frame) = Frame::new(room, off, len) else {
-            self.shard.count_drop(DropReason::ParseMalformed);
+        let p = &mut self.parsed[0];
+        if let Err(e) = parse_into(m.data(), p) {
+            self.shard.count_drop(e.into());
             return Fate::Drop;
-        };
-        let mut parsed = match parse(frame.data()) {
-            Ok(p) => p,
-            Err(e) => {
-                self.shard.count_drop(e.into());
-                return Fate::Drop;
-            }
-        };
-        parsed.key.vport = vport;
-        parsed.key.dir = self
+        }
+        p.key.vport = vport;
+        p.key.dir = self
             .dirs
             .get(usize::from(vport))
             .copied()
             .unwrap_or(Direction::Outbound);
-        match self.shard.process(&mut frame, &parsed, now_ns, may_redirect) {
-            Verdict::Forward { vport: out } => {
-                let (start, len) = (frame.start(), frame.len());
-                m.set_window(start, len);
-                Fate::Tx(out)
+        let hash = p.key.table_hash();
+        process(&mut self.shard, m, &self.parsed[0], hash, may_redirect, now_ns)
+    }
+}
+
+/// Runs one parsed packet through the shard and applies the verdict to
+/// its mbuf (new data window, checksum offload request).
+#[inline(always)]
+fn process(shard: &mut Shard, m: &mut Mbuf, parsed: &Parsed, hash: u64, may_redirect: bool, now_ns: u64) -> Fate {
+    let (room, off, len) = m.room_mut();
+    let Some(mut frame) = Frame::new(room, off, len) else {
+        shard.count_drop(DropReason::ParseMalformed);
+        return Fate::Drop;
+    };
+    match shard.process_hashed(&mut frame, parsed, hash, now_ns, may_redirect) {
+        Verdict::Forward { vport: out } => {
+            let (start, len) = (frame.start(), frame.len());
+            m.set_window(start, len);
+            if shard.checksum_plan().outer_ipv4_offloaded {
+                m.offload_ipv4_checksum(14, 20);
             }
-            Verdict::Redirect { owner } => Fate::HandOff(owner),
-            Verdict::Drop(_) => Fate::Drop,
+            Fate::Tx(out)
         }
+        Verdict::Redirect { owner } => Fate::HandOff(owner),
+        Verdict::Drop(_) => Fate::Drop,
     }
 }
 

@@ -246,11 +246,17 @@ impl Worker {
         for m in burst.iter() {
             m.prefetch();
         }
-        for m in burst.drain() {
-            self.pipeline_one(vport, m, true, now);
+        let Some(mut pipe) = self.pipe.take() else {
+            return self.forward_burst(vport, burst);
+        };
+        let fates = pipe.classify_burst(burst, vport, now);
+        for (m, fate) in burst.drain().zip(fates.iter().copied()) {
+            self.dispatch(vport, m, fate.unwrap_or(Fate::Drop));
         }
+        self.pipe = Some(pipe);
     }
 
+    /// One packet handed over by another lcore.
     #[inline(always)]
     fn pipeline_one(&mut self, vport: u16, mut m: Mbuf, may_redirect: bool, now: u64) {
         let Some(pipe) = self.pipe.as_mut() else {
@@ -258,13 +264,15 @@ impl Worker {
             self.enqueue_tx(out, m);
             return;
         };
-        match pipe.classify(&mut m, vport, may_redirect, now) {
-            Fate::Tx(out) => {
-                if pipe.shard.checksum_plan().outer_ipv4_offloaded {
-                    m.offload_ipv4_checksum(14, 20);
-                }
-                self.enqueue_tx(out, m)
-            }
+        let fate = pipe.classify(&mut m, vport, may_redirect, now);
+        self.dispatch(vport, m, fate);
+    }
+
+    /// Transmits, hands off or frees a classified packet.
+    #[inline(always)]
+    fn dispatch(&mut self, vport: u16, m: Mbuf, fate: Fate) {
+        match fate {
+            Fate::Tx(out) => self.enqueue_tx(out, m),
             Fate::HandOff(owner) => self.hand_off(owner, Handoff::Process { vport, mbuf: m }),
             Fate::Drop => drop(m),
             Fate::MultiSegment => {

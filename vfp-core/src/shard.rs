@@ -181,10 +181,42 @@ impl Shard {
 
     /// Decides the fate of one packet and transposes it in place.
     /// `parsed` describes `frame` with the key's vport and direction set.
+    #[inline]
     pub fn process(&mut self, frame: &mut Frame, parsed: &Parsed, now_ns: u64, may_redirect: bool) -> Verdict {
+        self.process_hashed(frame, parsed, parsed.key.table_hash(), now_ns, may_redirect)
+    }
+
+    /// Starts fetching what looking `key` up will read (the index
+    /// buckets) and returns its table hash, for [`Shard::prefetch_flow`]
+    /// and [`Shard::process_hashed`]. A burst calls this for every packet
+    /// before processing any, so the cache misses overlap.
+    #[inline]
+    pub fn prefetch_index(&self, key: &FlowKey) -> u64 {
+        let hash = key.table_hash();
+        self.table.prefetch_index(hash);
+        hash
+    }
+
+    /// Starts fetching the flow pair the key with `hash` most likely
+    /// leads to (call once the index buckets have arrived).
+    #[inline]
+    pub fn prefetch_flow(&self, hash: u64) {
+        self.table.prefetch_entry(hash);
+    }
+
+    /// [`Shard::process`] with the key's [`FlowKey::table_hash`] already
+    /// computed.
+    pub fn process_hashed(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        hash: u64,
+        now_ns: u64,
+        may_redirect: bool,
+    ) -> Verdict {
         self.plan = ChecksumPlan::default();
         self.clock_ns = self.clock_ns.max(now_ns);
-        let v = self.decide(frame, parsed, now_ns, may_redirect);
+        let v = self.decide(frame, parsed, hash, now_ns, may_redirect);
         match v {
             Verdict::Forward { .. } => {}
             Verdict::Redirect { .. } => self.stats.redirects_out.inc(),
@@ -193,7 +225,7 @@ impl Shard {
         v
     }
 
-    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
+    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, hash: u64, now: u64, may_redirect: bool) -> Verdict {
         if !matches!(parsed.l3, L3::Ipv4 | L3::Ipv6) {
             return match self.policy.vports().get(usize::from(parsed.key.vport)) {
                 Some(v) => {
@@ -206,7 +238,7 @@ impl Shard {
         if parsed.fragment == Fragment::Later {
             return Verdict::Drop(DropReason::Fragment);
         }
-        match self.table.lookup(&parsed.key) {
+        match self.table.lookup_hashed(hash, &parsed.key) {
             Some(Lookup::Pair { idx, side }) => {
                 self.stats.lookups_hit.inc();
                 self.hit(idx, side, frame, parsed, now)
