@@ -13,7 +13,7 @@ use vfp_core::flow::key::Direction;
 use vfp_core::frame::Frame;
 use vfp_core::parse::{parse_into, Parsed};
 use vfp_core::policy::Policy;
-use vfp_core::shard::{DropReason, Shard, Verdict};
+use vfp_core::shard::{DropReason, Hint, Shard, Verdict};
 use vfp_core::wire::ipv4::Ipv4Packet;
 
 /// What the worker does with a classified packet.
@@ -41,6 +41,7 @@ pub struct Pipeline {
     /// hash, and its fate (or `None` while it still needs a lookup).
     parsed: Box<[Parsed; BURST_SIZE]>,
     hashes: [u64; BURST_SIZE],
+    hints: [Hint; BURST_SIZE],
     fates: [Option<Fate>; BURST_SIZE],
 }
 
@@ -54,6 +55,7 @@ impl Pipeline {
             ns_per_tsc: 1e9 / tsc_hz.max(1) as f64,
             parsed: Box::new([Parsed::default(); BURST_SIZE]),
             hashes: [0; BURST_SIZE],
+            hints: [Hint::NONE; BURST_SIZE],
             fates: [None; BURST_SIZE],
         }
     }
@@ -80,15 +82,14 @@ impl Pipeline {
     /// Classifies a whole burst that arrived on `vport`, in three passes
     /// so that the cache misses of different packets overlap instead of
     /// queueing one behind the other:
-    /// 1. parse every packet into its descriptor, hash its key and start
-    ///    fetching its index buckets;
-    /// 2. start fetching the flow pair each key most likely leads to;
-    /// 3. look each packet up for real, transpose it and decide its fate.
+    /// 1. parse every packet into its descriptor and hash its key;
+    /// 2. look every key up ahead ([`Shard::look_ahead`]): independent
+    ///    lookups, whose misses the processor overlaps;
+    /// 3. process each packet in arrival order with its look-ahead hint.
     ///
-    /// Lookups in pass 3 run in arrival order against the live table, so a
-    /// flow created or removed by an earlier packet of the burst is seen by
-    /// the later ones; the first two passes only warm the cache.
-    /// Returns one fate per packet, in order.
+    /// Pass 3 trusts a hint only if the pair still holds the key, so a
+    /// flow created or removed by an earlier packet of the burst is seen
+    /// by the later ones. Returns one fate per packet, in order.
     #[inline(always)]
     pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) -> &[Option<Fate>] {
         let n = burst.len();
@@ -108,11 +109,11 @@ impl Pipeline {
             }
             p.key.vport = vport;
             p.key.dir = dir;
-            self.hashes[i] = self.shard.prefetch_index(&p.key);
+            self.hashes[i] = p.key.table_hash();
         }
         for i in 0..n {
             if self.fates[i].is_none() {
-                self.shard.prefetch_flow(self.hashes[i]);
+                self.hints[i] = self.shard.look_ahead(&self.parsed[i].key, self.hashes[i]);
             }
         }
         for i in 0..n {
@@ -120,8 +121,8 @@ impl Pipeline {
                 continue;
             }
             let Some(m) = burst.get_mut(i) else { break };
-            let fate = process(&mut self.shard, m, &self.parsed[i], self.hashes[i], true, now_ns);
-            self.fates[i] = Some(fate);
+            let (p, h, hint) = (&self.parsed[i], self.hashes[i], self.hints[i]);
+            self.fates[i] = Some(process(&mut self.shard, m, p, h, hint, true, now_ns));
         }
         &self.fates[..n]
     }
@@ -148,20 +149,28 @@ impl Pipeline {
             .copied()
             .unwrap_or(Direction::Outbound);
         let hash = p.key.table_hash();
-        process(&mut self.shard, m, &self.parsed[0], hash, may_redirect, now_ns)
+        process(&mut self.shard, m, &self.parsed[0], hash, Hint::NONE, may_redirect, now_ns)
     }
 }
 
 /// Runs one parsed packet through the shard and applies the verdict to
 /// its mbuf (new data window, checksum offload request).
 #[inline(always)]
-fn process(shard: &mut Shard, m: &mut Mbuf, parsed: &Parsed, hash: u64, may_redirect: bool, now_ns: u64) -> Fate {
+fn process(
+    shard: &mut Shard,
+    m: &mut Mbuf,
+    parsed: &Parsed,
+    hash: u64,
+    hint: Hint,
+    may_redirect: bool,
+    now_ns: u64,
+) -> Fate {
     let (room, off, len) = m.room_mut();
     let Some(mut frame) = Frame::new(room, off, len) else {
         shard.count_drop(DropReason::ParseMalformed);
         return Fate::Drop;
     };
-    match shard.process_hashed(&mut frame, parsed, hash, now_ns, may_redirect) {
+    match shard.process_hinted(&mut frame, parsed, hash, hint, now_ns, may_redirect) {
         Verdict::Forward { vport: out } => {
             let (start, len) = (frame.start(), frame.len());
             m.set_window(start, len);

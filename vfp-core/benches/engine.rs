@@ -1,6 +1,9 @@
 //! Criterion benchmarks of the engine without DPDK:
 //! - `hit/N`: one established-flow packet (parse + lookup + SNAT rewrite +
 //!   VXLAN encap) with N flows in the table, flows visited round-robin;
+//! - `hit_burst/N`: the same per packet, run in bursts of 32 the way the
+//!   app's pipeline runs them (parse all, look all up ahead, then
+//!   process), so the cache misses of a burst overlap;
 //! - `new_flow`: one first packet through the 1,000-rule bench policy
 //!   (slow path + SNAT port claim + pair compile + insert).
 //!
@@ -16,7 +19,7 @@ use vfp_core::action::nat::NatPorts;
 use vfp_core::frame::Frame;
 use vfp_core::parse::{parse_into, Parsed};
 use vfp_core::policy::{load_str, Policy};
-use vfp_core::shard::{Shard, ShardConfig, Verdict};
+use vfp_core::shard::{Hint, Shard, ShardConfig, Verdict};
 use vfp_core::topology::{Role, VportInfo};
 
 const HEADROOM: usize = 128;
@@ -131,6 +134,65 @@ fn hits(c: &mut Criterion) {
     g.finish();
 }
 
+/// Packets per burst in `hit_burst`, as the app's rx burst.
+const BURST: usize = 32;
+
+/// A burst of hits the way the app's pipeline runs one: parse and hash
+/// every frame; look every key up ahead; then process each with its
+/// hint. Returns how many were forwarded.
+fn run_burst(s: &mut Shard, bufs: &mut [[u8; 256]], pkts: &[[u8; SLOT]], parsed: &mut [Parsed], now: u64) -> usize {
+    let mut hashes = [0u64; BURST];
+    let mut hints = [Hint::NONE; BURST];
+    for (i, pkt) in pkts.iter().enumerate() {
+        bufs[i][HEADROOM..HEADROOM + SLOT].copy_from_slice(pkt);
+        let p = &mut parsed[i];
+        let _ = parse_into(&bufs[i][HEADROOM..HEADROOM + LEN], p);
+        p.key.vport = 0;
+        p.key.dir = Role::Vm.direction();
+        hashes[i] = p.key.table_hash();
+    }
+    for i in 0..pkts.len() {
+        hints[i] = s.look_ahead(&parsed[i].key, hashes[i]);
+    }
+    let mut fwd = 0;
+    for i in 0..pkts.len() {
+        let mut fr = Frame::new(&mut bufs[i], HEADROOM, LEN).expect("room");
+        if let Verdict::Forward { .. } = s.process_hinted(&mut fr, &parsed[i], hashes[i], hints[i], now, false) {
+            fwd += 1;
+        }
+    }
+    fwd
+}
+
+fn hit_bursts(c: &mut Criterion) {
+    let policy = bench_policy();
+    let mut g = c.benchmark_group("hit_burst");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for n in [1u32, 10_000, 1_000_000] {
+        // At least one burst's worth of frames; with 1 flow all are equal.
+        let pkts: Vec<[u8; SLOT]> = (0..n.max(BURST as u32)).map(|i| frame(i % n)).collect();
+        let mut s = shard(&policy, n as usize + 1024);
+        let mut buf = vec![0u8; 256];
+        for p in &pkts[..n as usize] {
+            assert!(matches!(run(&mut s, &mut buf, p, 1), Verdict::Forward { .. }));
+        }
+        let mut bufs = vec![[0u8; 256]; BURST];
+        let mut parsed = vec![Parsed::default(); BURST];
+        let bursts = pkts.len() / BURST;
+        let mut b_i = 0usize;
+        g.bench_function(format!("{n}_flows"), |b| {
+            b.iter(|| {
+                let burst = &pkts[b_i * BURST..(b_i + 1) * BURST];
+                let fwd = run_burst(&mut s, &mut bufs, burst, &mut parsed, 2);
+                assert_eq!(fwd, BURST);
+                b_i = if b_i + 1 == bursts { 0 } else { b_i + 1 };
+                black_box(fwd)
+            })
+        });
+    }
+    g.finish();
+}
+
 fn new_flows(c: &mut Criterion) {
     let policy = bench_policy();
     const BATCH: u32 = 100_000;
@@ -154,5 +216,5 @@ fn new_flows(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hits, new_flows);
+criterion_group!(benches, hits, hit_bursts, new_flows);
 criterion_main!(benches);

@@ -51,6 +51,15 @@ use crate::frame::Frame;
 use crate::parse::{Fragment, Parsed, L3};
 use crate::policy::Policy;
 
+/// What [`Shard::look_ahead`] found: the pair side a key led to, if any.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Hint(Option<(u32, Side)>);
+
+impl Hint {
+    /// No look-ahead: process looks the key up itself.
+    pub const NONE: Hint = Hint(None);
+}
+
 /// Messages the outbox holds before it would have to grow.
 pub const OUTBOX_CAPACITY: usize = 4096;
 /// Ports examined when looking for an SNAT port whose return traffic
@@ -183,40 +192,48 @@ impl Shard {
     /// `parsed` describes `frame` with the key's vport and direction set.
     #[inline]
     pub fn process(&mut self, frame: &mut Frame, parsed: &Parsed, now_ns: u64, may_redirect: bool) -> Verdict {
-        self.process_hashed(frame, parsed, parsed.key.table_hash(), now_ns, may_redirect)
+        let hash = parsed.key.table_hash();
+        self.process_hinted(frame, parsed, hash, Hint::NONE, now_ns, may_redirect)
     }
 
-    /// Starts fetching what looking `key` up will read (the index
-    /// buckets) and returns its table hash, for [`Shard::prefetch_flow`]
-    /// and [`Shard::process_hashed`]. A burst calls this for every packet
-    /// before processing any, so the cache misses overlap.
+    /// Looks `key` (with its [`FlowKey::table_hash`] `hash`) up ahead of
+    /// processing and reads the flow state processing will need, without
+    /// changing anything. A burst does this for every packet before it
+    /// processes any: the lookups are independent, so the processor
+    /// overlaps their cache misses instead of taking them one by one.
     #[inline]
-    pub fn prefetch_index(&self, key: &FlowKey) -> u64 {
-        let hash = key.table_hash();
-        self.table.prefetch_index(hash);
-        hash
+    pub fn look_ahead(&self, key: &FlowKey, hash: u64) -> Hint {
+        match self.table.lookup_hashed(hash, key) {
+            Some(Lookup::Pair { idx, side }) => {
+                if let Some(p) = self.table.pair(idx) {
+                    // Touch the side's transposition and the shared state
+                    // so their lines are on their way too.
+                    let x = &p.xpos[side.index()];
+                    std::hint::black_box((x.decap, x.out_vport, p.last_seen_ns));
+                }
+                Hint(Some((idx, side)))
+            }
+            _ => Hint::NONE,
+        }
     }
 
-    /// Starts fetching the flow pair the key with `hash` most likely
-    /// leads to (call once the index buckets have arrived).
-    #[inline]
-    pub fn prefetch_flow(&self, hash: u64) {
-        self.table.prefetch_entry(hash);
-    }
-
-    /// [`Shard::process`] with the key's [`FlowKey::table_hash`] already
-    /// computed.
-    pub fn process_hashed(
+    /// [`Shard::process`] with the key's table hash computed and,
+    /// optionally, a [`Shard::look_ahead`] result from earlier in the same
+    /// burst. The hint is only trusted if the pair it names still holds
+    /// this key (an earlier packet of the burst may have removed or
+    /// replaced it); otherwise the key is looked up again.
+    pub fn process_hinted(
         &mut self,
         frame: &mut Frame,
         parsed: &Parsed,
         hash: u64,
+        hint: Hint,
         now_ns: u64,
         may_redirect: bool,
     ) -> Verdict {
         self.plan = ChecksumPlan::default();
         self.clock_ns = self.clock_ns.max(now_ns);
-        let v = self.decide(frame, parsed, hash, now_ns, may_redirect);
+        let v = self.decide(frame, parsed, hash, hint, now_ns, may_redirect);
         match v {
             Verdict::Forward { .. } => {}
             Verdict::Redirect { .. } => self.stats.redirects_out.inc(),
@@ -225,7 +242,7 @@ impl Shard {
         v
     }
 
-    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, hash: u64, now: u64, may_redirect: bool) -> Verdict {
+    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, hash: u64, hint: Hint, now: u64, may_redirect: bool) -> Verdict {
         if !matches!(parsed.l3, L3::Ipv4 | L3::Ipv6) {
             return match self.policy.vports().get(usize::from(parsed.key.vport)) {
                 Some(v) => {
@@ -238,7 +255,13 @@ impl Shard {
         if parsed.fragment == Fragment::Later {
             return Verdict::Drop(DropReason::Fragment);
         }
-        match self.table.lookup_hashed(hash, &parsed.key) {
+        let found = match hint.0 {
+            Some((idx, side)) if self.table.pair(idx).is_some_and(|p| *p.key(side) == parsed.key) => {
+                Some(Lookup::Pair { idx, side })
+            }
+            _ => self.table.lookup_hashed(hash, &parsed.key),
+        };
+        match found {
             Some(Lookup::Pair { idx, side }) => {
                 self.stats.lookups_hit.inc();
                 self.hit(idx, side, frame, parsed, now)

@@ -162,14 +162,6 @@ impl FlowTable {
         }
     }
 
-    /// Starts fetching the index buckets a lookup of `hash` reads.
-    #[inline]
-    pub fn prefetch_index(&self, _hash: u64) {}
-
-    /// Starts fetching the pair a lookup of `hash` most likely finds.
-    #[inline]
-    pub fn prefetch_entry(&self, _hash: u64) {}
-
     #[inline]
     pub fn pair(&self, idx: u32) -> Option<&FlowPair> {
         self.pairs.get(idx as usize)?.as_ref()
