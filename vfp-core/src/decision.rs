@@ -5,18 +5,17 @@
 //! allowed decision into a flow pair: it allocates the SNAT port, compiles
 //! the forward transposition and derives the reverse one.
 
-use std::sync::Arc;
-
 use arrayvec::ArrayVec;
 
 /// Accumulated actions of every layer that allowed the packet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Actions {
+pub struct Actions<'p> {
     /// Pop the outer VXLAN headers (the packet must be VXLAN).
     pub decap: bool,
-    /// Rewrite the source to an address:port from this pool (shared with
-    /// the compiled policy, so evaluating a rule does not allocate).
-    pub snat: Option<Arc<SnatSpec>>,
+    /// Rewrite the source to an address:port from this pool (borrowed
+    /// from the evaluated policy: no allocation, no reference count
+    /// touched per new flow).
+    pub snat: Option<&'p SnatSpec>,
     /// Rewrite the destination to this backend (address v4-mapped, port;
     /// port 0 keeps the original port).
     pub dnat: Option<([u8; 16], u16)>,
@@ -73,7 +72,7 @@ pub enum Deny {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    Allow(Actions),
+pub enum Decision<'p> {
+    Allow(Actions<'p>),
     Deny(Deny),
 }

@@ -15,7 +15,7 @@
 //! into a flow pair.
 //!
 //! `evaluate` allocates nothing: actions are copied out of the compiled
-//! rules (`SnatSpec` is shared through an `Arc`).
+//! rules (the decision borrows the policy's `SnatSpec`).
 
 use crate::decision::{Actions, Decision, Deny, RuleRef};
 use crate::flow::key::{Direction, FlowKey};
@@ -25,7 +25,7 @@ use crate::policy::{Addr, LayerDefault, PacketView, Policy, Verb};
 /// Evaluates `policy` for a packet with flow key `key` (vport and
 /// direction set by the caller); `parsed` supplies what the key lacks
 /// (TCP flags, the VXLAN outer header).
-pub fn evaluate(policy: &Policy, parsed: &Parsed, key: &FlowKey) -> Decision {
+pub fn evaluate<'p>(policy: &'p Policy, parsed: &Parsed, key: &FlowKey) -> Decision<'p> {
     let layers = policy.layers();
     let mut view = PacketView {
         src: Addr::from_key(&key.src),
@@ -76,7 +76,7 @@ pub fn evaluate(policy: &Policy, parsed: &Parsed, key: &FlowKey) -> Decision {
                     if let Some(a) = pool.addrs.first() {
                         next.src = Addr::from_key(&crate::flow::key::v4_mapped(*a));
                     }
-                    acts.snat = Some(pool.clone());
+                    acts.snat = Some(pool);
                 }
                 Verb::Dnat(backends) => {
                     if backends.is_empty() {

@@ -84,8 +84,7 @@ pub struct Shard {
     stats: Arc<ShardStats>,
     outbox: Vec<ShardMsg>,
     /// Where the next SNAT port search starts, and which pool address.
-    snat_port_cursor: u16,
-    snat_addr_cursor: usize,
+    snat: SnatCursor,
     outer_csum: OuterChecksum,
     /// Bit v: packets leaving by vport v may leave their pushed outer
     /// IPv4 checksum to the NIC (its active path offers the offload).
@@ -113,8 +112,10 @@ impl Shard {
             stats: Arc::new(ShardStats::new()),
             outbox: Vec::with_capacity(OUTBOX_CAPACITY),
             // Spread the shards' searches over the port range.
-            snat_port_cursor: (cfg.id as u16).wrapping_mul(8191),
-            snat_addr_cursor: cfg.id,
+            snat: SnatCursor {
+                port: (cfg.id as u16).wrapping_mul(8191),
+                addr: cfg.id,
+            },
             outer_csum: OuterChecksum::Software,
             offload_vports: 0,
             plan: ChecksumPlan::default(),
@@ -319,101 +320,42 @@ impl Shard {
         if self.table.is_full() {
             return Verdict::Drop(DropReason::TableFull);
         }
-        let policy = Arc::clone(&self.policy);
-        let actions = match engine::evaluate(&policy, parsed, key) {
+        // The decision borrows the policy while the pair is created from
+        // the shard's other fields: no reference count is touched (a
+        // locked instruction would wait for every cache miss in flight).
+        let Shard {
+            cfg,
+            policy,
+            nat,
+            table,
+            stats,
+            outbox,
+            snat,
+            ..
+        } = self;
+        let actions = match engine::evaluate(policy, parsed, key) {
             Decision::Allow(a) => a,
             Decision::Deny(_) => return Verdict::Drop(DropReason::PolicyDeny),
         };
         let first = FirstPacket::capture(frame.data(), parsed);
-        match self.create_pair(&first, &actions, now) {
+        let creator = Creator {
+            cfg,
+            nat,
+            table,
+            stats,
+            outbox,
+            snat,
+        };
+        match creator.create_pair(&first, &actions, policy.generation, now) {
             Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now),
             Err(r) => Verdict::Drop(r),
         }
-    }
-
-    /// Claims the SNAT port (if any), compiles and inserts a pair.
-    fn create_pair(&mut self, first: &FirstPacket, a: &Actions, now: u64) -> Result<u32, DropReason> {
-        let nat = match &a.snat {
-            Some(spec) => Some(self.claim_snat(first.key(), a, spec)?),
-            None => None,
-        };
-        let compiled = compile_pair(first, a, nat);
-        let inserted = compiled.and_then(|c| {
-            let pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, self.policy.generation, now);
-            self.table.insert_pair(pair).map_err(|e| match e {
-                InsertError::Full => DropReason::TableFull,
-                InsertError::Conflict => DropReason::FlowConflict,
-            })
-        });
-        let idx = match inserted {
-            Ok(idx) => idx,
-            Err(r) => {
-                if let Some(b) = nat {
-                    self.nat.release(b);
-                }
-                return Err(r);
-            }
-        };
-        for side in [Side::Forward, Side::Reverse] {
-            if let Some(k) = self.table.pair(idx).map(|p| *p.key(side)) {
-                self.send_redirect(&k, true);
-            }
-        }
-        self.stats.flows_created.inc();
-        self.stats.flows_active.set(self.table.len() as u64);
-        Ok(idx)
     }
 
     /// Tells the owner of `key` (when it is another shard) to install or
     /// remove a redirect to this shard.
     fn send_redirect(&mut self, key: &FlowKey, install: bool) {
         send_redirect(&self.cfg, &mut self.outbox, key, install);
-    }
-
-    /// Claims an SNAT port from `spec`: preferably one whose return
-    /// traffic hashes to this shard (no redirect needed), else any.
-    fn claim_snat(&mut self, key: &FlowKey, a: &Actions, spec: &SnatSpec) -> Result<NatBinding, DropReason> {
-        if !key.is_ipv4() {
-            return Err(DropReason::NatFamily);
-        }
-        let (lo, hi) = (spec.port_lo, spec.port_hi);
-        let naddrs = spec.addrs.len();
-        if lo > hi || naddrs == 0 {
-            return Err(DropReason::NatExhausted);
-        }
-        let range = u32::from(hi - lo) + 1;
-        let first_addr = self.snat_addr_cursor % naddrs;
-        self.snat_addr_cursor = self.snat_addr_cursor.wrapping_add(1);
-        let start = lo + (u32::from(self.snat_port_cursor) % range) as u16;
-        let n = self.cfg.nshards;
-        let bind = |slot: u8, addr: [u8; 4], port: u16| NatBinding { slot, addr, port };
-        let addrs = (0..naddrs).map(|i| spec.addrs[(first_addr + i) % naddrs]);
-        if n > 1 {
-            for addr in addrs.clone() {
-                let Some(slot) = self.nat.slot_of(addr) else {
-                    continue;
-                };
-                for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
-                    let port = lo + ((u32::from(start - lo) + i) % range) as u16;
-                    let rk = reverse_key(key, a, Some((addr, port)));
-                    if rk.owner(n) == self.cfg.id && !self.nat.is_claimed(slot, port) && self.nat.try_claim(slot, port)
-                    {
-                        self.snat_port_cursor = port.wrapping_add(1);
-                        return Ok(bind(slot, addr, port));
-                    }
-                }
-            }
-        }
-        for addr in addrs {
-            let Some(slot) = self.nat.slot_of(addr) else {
-                continue;
-            };
-            if let Some(port) = self.nat.claim_any(slot, lo, hi, start) {
-                self.snat_port_cursor = port.wrapping_add(1);
-                return Ok(bind(slot, addr, port));
-            }
-        }
-        Err(DropReason::NatExhausted)
     }
 
     /// Re-evaluates a pair compiled under an older policy generation.
@@ -433,7 +375,7 @@ impl Shard {
         };
         let nat = match (&a.snat, old_nat) {
             (Some(_), Some(b)) => Some(b),
-            (Some(spec), None) => match self.claim_snat(first.key(), &a, spec) {
+            (Some(spec), None) => match claim_snat(&self.cfg, &self.nat, &mut self.snat, first.key(), &a, spec) {
                 Ok(b) => Some(b),
                 Err(r) => return Err(self.drop_pair(idx, r)),
             },
@@ -553,6 +495,112 @@ impl Shard {
             .map(|(i, p)| FlowInfo::new(self.cfg.id, i, p, self.clock_ns))
             .collect()
     }
+}
+
+/// Where the next SNAT port search starts, and which pool address.
+#[derive(Clone, Copy, Debug)]
+struct SnatCursor {
+    port: u16,
+    addr: usize,
+}
+
+/// What creating a pair touches: every part of the shard but its policy,
+/// which the decision being compiled borrows.
+struct Creator<'a> {
+    cfg: &'a ShardConfig,
+    nat: &'a NatPorts,
+    table: &'a mut FlowTable,
+    stats: &'a ShardStats,
+    outbox: &'a mut Vec<ShardMsg>,
+    snat: &'a mut SnatCursor,
+}
+
+impl Creator<'_> {
+    /// Claims the SNAT port (if any), compiles and inserts a pair.
+    fn create_pair(self, first: &FirstPacket, a: &Actions, generation: u64, now: u64) -> Result<u32, DropReason> {
+        let nat = match a.snat {
+            Some(spec) => Some(claim_snat(self.cfg, self.nat, self.snat, first.key(), a, spec)?),
+            None => None,
+        };
+        let compiled = compile_pair(first, a, nat);
+        let inserted = compiled.and_then(|c| {
+            let pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, generation, now);
+            self.table.insert_pair(pair).map_err(|e| match e {
+                InsertError::Full => DropReason::TableFull,
+                InsertError::Conflict => DropReason::FlowConflict,
+            })
+        });
+        let idx = match inserted {
+            Ok(idx) => idx,
+            Err(r) => {
+                if let Some(b) = nat {
+                    self.nat.release(b);
+                }
+                return Err(r);
+            }
+        };
+        for side in [Side::Forward, Side::Reverse] {
+            if let Some(k) = self.table.pair(idx).map(|p| *p.key(side)) {
+                send_redirect(self.cfg, self.outbox, &k, true);
+            }
+        }
+        self.stats.flows_created.inc();
+        self.stats.flows_active.set(self.table.len() as u64);
+        Ok(idx)
+    }
+}
+
+/// Claims an SNAT port from `spec`: preferably one whose return
+/// traffic hashes to this shard (no redirect needed), else any.
+fn claim_snat(
+cfg: &ShardConfig,
+nat: &NatPorts,
+cur: &mut SnatCursor,
+key: &FlowKey,
+a: &Actions,
+spec: &SnatSpec,
+) -> Result<NatBinding, DropReason> {
+    if !key.is_ipv4() {
+        return Err(DropReason::NatFamily);
+    }
+    let (lo, hi) = (spec.port_lo, spec.port_hi);
+    let naddrs = spec.addrs.len();
+    if lo > hi || naddrs == 0 {
+        return Err(DropReason::NatExhausted);
+    }
+    let range = u32::from(hi - lo) + 1;
+    let first_addr = cur.addr % naddrs;
+    cur.addr = cur.addr.wrapping_add(1);
+    let start = lo + (u32::from(cur.port) % range) as u16;
+    let n = cfg.nshards;
+    let bind = |slot: u8, addr: [u8; 4], port: u16| NatBinding { slot, addr, port };
+    let addrs = (0..naddrs).map(|i| spec.addrs[(first_addr + i) % naddrs]);
+    if n > 1 {
+        for addr in addrs.clone() {
+            let Some(slot) = nat.slot_of(addr) else {
+                continue;
+            };
+            for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
+                let port = lo + ((u32::from(start - lo) + i) % range) as u16;
+                let rk = reverse_key(key, a, Some((addr, port)));
+                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, port)
+                {
+                    cur.port = port.wrapping_add(1);
+                    return Ok(bind(slot, addr, port));
+                }
+            }
+        }
+    }
+    for addr in addrs {
+        let Some(slot) = nat.slot_of(addr) else {
+            continue;
+        };
+        if let Some(port) = nat.claim_any(slot, lo, hi, start) {
+            cur.port = port.wrapping_add(1);
+            return Ok(bind(slot, addr, port));
+        }
+    }
+    Err(DropReason::NatExhausted)
 }
 
 /// Whether a packet that missed may open a connection.

@@ -59,11 +59,11 @@ fn pkt(vport: u16, s: [u8; 4], sp: u16, d: [u8; 4], dp: u16) -> (Parsed, FlowKey
     (parsed, key)
 }
 
-fn eval(p: &Policy, (parsed, key): &(Parsed, FlowKey)) -> Decision {
+fn eval<'p>(p: &'p Policy, (parsed, key): &(Parsed, FlowKey)) -> Decision<'p> {
     evaluate(p, parsed, key)
 }
 
-fn allowed(d: Decision) -> vfp_core::decision::Actions {
+fn allowed(d: Decision<'_>) -> vfp_core::decision::Actions<'_> {
     match d {
         Decision::Allow(a) => a,
         Decision::Deny(r) => panic!("denied: {r:?}"),
@@ -107,7 +107,8 @@ fn each_condition_matches_and_filters() {
         ("proto='tcp'\ntcp_flags='ack'", false),
     ];
     for (cond, want) in cases {
-        let d = eval(&acl(cond), &out_pkt());
+        let policy = acl(cond);
+        let d = eval(&policy, &out_pkt());
         assert_eq!(matches!(d, Decision::Allow(_)), want, "{cond}: {d:?}");
     }
 }
