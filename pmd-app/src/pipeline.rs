@@ -149,7 +149,15 @@ impl Pipeline {
             .copied()
             .unwrap_or(Direction::Outbound);
         let hash = p.key.table_hash();
-        process(&mut self.shard, m, &self.parsed[0], hash, Hint::NONE, may_redirect, now_ns)
+        process(
+            &mut self.shard,
+            m,
+            &self.parsed[0],
+            hash,
+            Hint::NONE,
+            may_redirect,
+            now_ns,
+        )
     }
 }
 

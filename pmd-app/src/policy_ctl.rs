@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
+use vfp_core::flow::pair::FlowPair;
 use vfp_core::policy::{self, Policy};
 use vfp_core::shard::{FlowFilter, FlowInfo, Shard, ShardConfig};
 use vfp_core::topology::VportInfo;
@@ -42,20 +43,27 @@ impl Dataplane {
             .map_err(|_| "too many SNAT addresses in the policy".to_string())?;
         let n = n.max(1);
         let (tsc0, hz) = (dpdk::rdtsc(), dpdk::tsc_hz());
-        Ok((0..n)
+        let t = Instant::now();
+        let pipes: Vec<Box<Pipeline>> = (0..n)
             .map(|id| {
                 let cfg = ShardConfig {
                     id,
                     nshards: n,
                     capacity: self.shard_capacity,
                 };
-                Box::new(Pipeline::new(
-                    Shard::new(cfg, policy.clone(), self.nat.clone()),
-                    tsc0,
-                    hz,
-                ))
+                let mut shard = Shard::new(cfg, policy.clone(), self.nat.clone());
+                // Commit the table's memory now, off the datapath.
+                shard.prefault();
+                Box::new(Pipeline::new(shard, tsc0, hz))
             })
-            .collect())
+            .collect();
+        let mib = n * self.shard_capacity * std::mem::size_of::<FlowPair>() >> 20;
+        log::info!(
+            "flow tables: {n} x {} pairs, {mib} MiB committed in {} ms",
+            self.shard_capacity,
+            t.elapsed().as_millis()
+        );
+        Ok(pipes)
     }
 
     /// Installs `policy`: the first one turns the pipeline on, a later one

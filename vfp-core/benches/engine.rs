@@ -60,7 +60,10 @@ fn shard(policy: &Arc<Policy>, capacity: usize) -> Shard {
         nshards: 1,
         capacity,
     };
-    Shard::new(cfg, policy.clone(), nat)
+    let mut s = Shard::new(cfg, policy.clone(), nat);
+    // As the app does: no page faults in the measurement.
+    s.prefault();
+    s
 }
 
 /// Bytes of each frame; stored padded to [`SLOT`] so each iteration's

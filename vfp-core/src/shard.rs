@@ -126,6 +126,13 @@ impl Shard {
         }
     }
 
+    /// Commits the flow table's memory up front (see
+    /// [`FlowTable::prefault`]); the app does this when it creates a
+    /// worker's shard, so no page fault lands on the datapath.
+    pub fn prefault(&mut self) {
+        self.table.prefault();
+    }
+
     pub fn config(&self) -> &ShardConfig {
         &self.cfg
     }
@@ -243,7 +250,15 @@ impl Shard {
         v
     }
 
-    fn decide(&mut self, frame: &mut Frame, parsed: &Parsed, hash: u64, hint: Hint, now: u64, may_redirect: bool) -> Verdict {
+    fn decide(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        hash: u64,
+        hint: Hint,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
         if !matches!(parsed.l3, L3::Ipv4 | L3::Ipv6) {
             return match self.policy.vports().get(usize::from(parsed.key.vport)) {
                 Some(v) => {
@@ -553,12 +568,12 @@ impl Creator<'_> {
 /// Claims an SNAT port from `spec`: preferably one whose return
 /// traffic hashes to this shard (no redirect needed), else any.
 fn claim_snat(
-cfg: &ShardConfig,
-nat: &NatPorts,
-cur: &mut SnatCursor,
-key: &FlowKey,
-a: &Actions,
-spec: &SnatSpec,
+    cfg: &ShardConfig,
+    nat: &NatPorts,
+    cur: &mut SnatCursor,
+    key: &FlowKey,
+    a: &Actions,
+    spec: &SnatSpec,
 ) -> Result<NatBinding, DropReason> {
     if !key.is_ipv4() {
         return Err(DropReason::NatFamily);
@@ -583,8 +598,7 @@ spec: &SnatSpec,
             for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
                 let port = lo + ((u32::from(start - lo) + i) % range) as u16;
                 let rk = reverse_key(key, a, Some((addr, port)));
-                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, port)
-                {
+                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, port) {
                     cur.port = port.wrapping_add(1);
                     return Ok(bind(slot, addr, port));
                 }
