@@ -6,7 +6,8 @@
 //! waits on them.
 
 use crate::control::{Command, CtlError, DebugOp, FlowsOp, FlowsQuery, Handler, PathChoice, PolicyOp};
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, PublishError};
+use crate::failsafe::SwitchError;
 use crate::report::Snapshot;
 use crate::supervisor::Request;
 use crate::vport::{PathKind, PathState};
@@ -177,8 +178,8 @@ fn switch(dp: &mut Dataplane, vport: &str, path: PathChoice) -> Outcome {
         Ok((k, mode, took_us)) => Ok(json!({
             "vport": vport, "active": k.as_str(), "mode": mode.as_str(), "took_us": took_us
         })),
-        Err(e) if e.contains("acknowledge") => Err(CtlError::timeout(e)),
-        Err(e) => Err(CtlError::failed(e)),
+        Err(e @ SwitchError::Publish(PublishError::NotAcknowledged(_))) => Err(CtlError::timeout(e.to_string())),
+        Err(e) => Err(CtlError::failed(e.to_string())),
     }
 }
 

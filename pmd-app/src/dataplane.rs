@@ -20,6 +20,30 @@ use vfp_core::shard::ShardStats;
 /// How long the control plane waits for every worker to acknowledge.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Why publishing a change to the running dataplane did not complete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PublishError {
+    /// Some workers did not acknowledge the new plans in time (or the app
+    /// is stopping); the plans are published and may still take effect.
+    NotAcknowledged(String),
+    /// A worker's command channel is closed (it exited).
+    WorkerGone(String),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::NotAcknowledged(m) | PublishError::WorkerGone(m) => f.write_str(m),
+        }
+    }
+}
+
+impl From<PublishError> for String {
+    fn from(e: PublishError) -> String {
+        e.to_string()
+    }
+}
+
 pub struct WorkerHandle {
     pub lcore: u32,
     pub cmds: Sender<WorkerCmd>,
@@ -84,20 +108,20 @@ impl Dataplane {
 
     /// Publishes new plans and waits until every worker runs them. After
     /// this returns Ok no worker touches a queue the plans left out.
-    pub fn publish(&mut self) -> Result<Duration, String> {
+    pub fn publish(&mut self) -> Result<Duration, PublishError> {
         let t0 = Instant::now();
         self.generation += 1;
         let plans = plan::build(&self.vports, self.workers.len(), self.generation);
         for (w, p) in self.workers.iter().zip(plans) {
             w.cmds
                 .send(WorkerCmd::Plan(Arc::new(p)))
-                .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+                .map_err(|_| PublishError::WorkerGone(format!("worker on lcore {} is gone", w.lcore)))?;
         }
         self.wait_acks(self.generation)?;
         Ok(t0.elapsed())
     }
 
-    fn wait_acks(&self, gen: u64) -> Result<(), String> {
+    fn wait_acks(&self, gen: u64) -> Result<(), PublishError> {
         let deadline = Instant::now() + ACK_TIMEOUT;
         loop {
             let lagging: Vec<u32> = self
@@ -110,7 +134,9 @@ impl Dataplane {
                 return Ok(());
             }
             if !self.running.load(Ordering::Relaxed) || Instant::now() > deadline {
-                return Err(format!("lcore(s) {lagging:?} did not acknowledge plan {gen}"));
+                return Err(PublishError::NotAcknowledged(format!(
+                    "lcore(s) {lagging:?} did not acknowledge plan {gen}"
+                )));
             }
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -118,7 +144,7 @@ impl Dataplane {
 
     /// Moves every vport whose desired path differs from its active one,
     /// publishes, and logs each switch with `cause`.
-    pub fn reconcile(&mut self, cause: &str) -> Result<usize, String> {
+    pub fn reconcile(&mut self, cause: &str) -> Result<usize, PublishError> {
         let mut changed = Vec::new();
         for v in self.vports.iter_mut() {
             let want = v.desired();

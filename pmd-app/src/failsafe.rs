@@ -12,7 +12,7 @@
 //! Flow state lives in the workers' shards, never in a device, so none of
 //! this touches it.
 
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, PublishError};
 use crate::dpdk::events::{self, DeviceEvent};
 use crate::dpdk::{Burst, Port};
 use crate::handoff::Handoff;
@@ -49,6 +49,25 @@ fn carrier(p: &PathDev) -> Option<bool> {
 /// Attempts (10 us apart) to put a drained packet into a full inbox.
 const DRAIN_PUSH_TRIES: u32 = 10_000;
 
+/// Why `switch` did not move a vport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwitchError {
+    /// The request cannot be carried out (no such vport or path, the path
+    /// is not usable); nothing changed.
+    Refused(String),
+    /// The switch was published but not every worker confirmed it.
+    Publish(PublishError),
+}
+
+impl std::fmt::Display for SwitchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SwitchError::Refused(m) => f.write_str(m),
+            SwitchError::Publish(e) => e.fmt(f),
+        }
+    }
+}
+
 fn bus_of(device: &str) -> &'static str {
     // PCI devices are named by address (0000:03:00.1); the rest are vdevs.
     if device.len() >= 7 && device.as_bytes()[4] == b':' && device.contains('.') {
@@ -60,20 +79,25 @@ fn bus_of(device: &str) -> &'static str {
 
 impl Dataplane {
     /// `switch VPORT fast|soft|auto`.
-    pub fn switch(&mut self, vport: &str, to: Option<PathKind>) -> Result<(PathKind, SwitchMode, u64), String> {
+    pub fn switch(&mut self, vport: &str, to: Option<PathKind>) -> Result<(PathKind, SwitchMode, u64), SwitchError> {
         let vi = self
             .vport_index(vport)
-            .ok_or_else(|| format!("no vport named `{vport}`"))?;
+            .ok_or_else(|| SwitchError::Refused(format!("no vport named `{vport}`")))?;
         let v = &self.vports[vi];
         if let Some(k) = to {
             match v.path(k) {
-                None => return Err(format!("vport {vport} has no {} path", k.as_str())),
+                None => {
+                    return Err(SwitchError::Refused(format!(
+                        "vport {vport} has no {} path",
+                        k.as_str()
+                    )))
+                }
                 Some(p) if !p.usable() => {
-                    return Err(format!(
+                    return Err(SwitchError::Refused(format!(
                         "the {} path of vport {vport} is {}",
                         k.as_str(),
                         p.state.as_str()
-                    ))
+                    )))
                 }
                 Some(_) => {}
             }
@@ -83,9 +107,11 @@ impl Dataplane {
             Some(k) => SwitchMode::Pinned(k),
             None => SwitchMode::Auto,
         };
-        self.reconcile("command")?;
+        self.reconcile("command").map_err(SwitchError::Publish)?;
         let v = &self.vports[vi];
-        let active = v.active.ok_or_else(|| format!("vport {vport} has no usable path"))?;
+        let active = v
+            .active
+            .ok_or_else(|| SwitchError::Refused(format!("vport {vport} has no usable path")))?;
         Ok((active, v.mode, t0.elapsed().as_micros() as u64))
     }
 

@@ -57,7 +57,7 @@ impl Dataplane {
                 Box::new(Pipeline::new(shard, tsc0, hz))
             })
             .collect();
-        let mib = n * self.shard_capacity * std::mem::size_of::<FlowPair>() >> 20;
+        let mib = (n * self.shard_capacity * std::mem::size_of::<FlowPair>()) >> 20;
         log::info!(
             "flow tables: {n} x {} pairs, {mib} MiB committed in {} ms",
             self.shard_capacity,
