@@ -2,7 +2,11 @@
 //! - `hit/N`: one established-flow packet (parse + lookup + SNAT rewrite +
 //!   VXLAN encap) with N flows in the table, flows visited round-robin;
 //! - `new_flow`: one first packet through the 1,000-rule bench policy
-//!   (slow path + SNAT port claim + pair compile + insert).
+//!   (slow path + SNAT port claim + pair compile + insert);
+//! - `index/*/N`: bursts of 32 lookups of present keys among N, in the
+//!   cuckoo `FlowIndex` (with and without prefetching the burst first) and
+//!   in hashbrown's `HashTable<u32>`; keys live in a slab the `eq` closure
+//!   reads, as in the flow table.
 //!
 //! Each iteration first copies the 60-byte frame into its buffer (the
 //! rewrite is in place), so the figures include that copy.
@@ -13,6 +17,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use std::hint::black_box;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
+use vfp_core::flow::index::FlowIndex;
 use vfp_core::frame::Frame;
 use vfp_core::parse::parse;
 use vfp_core::policy::{load_str, Policy};
@@ -145,5 +150,65 @@ fn new_flows(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, hits, new_flows);
+/// A well-mixed 64-bit hash (splitmix64's finaliser).
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn index(c: &mut Criterion) {
+    const BURST: usize = 32;
+    let mut g = c.benchmark_group("index");
+    g.throughput(Throughput::Elements(BURST as u64));
+    for n in [10_000usize, 1_000_000] {
+        // The slab: value v is the slot of key keys[v].
+        let keys: Vec<u64> = (0..n as u64).map(|i| i.wrapping_mul(0x9e37_79b9) ^ 0x5555).collect();
+        let hash = |k: u64| mix(k);
+        let mut cuckoo = FlowIndex::with_capacity(n);
+        // Sized as flow::table sizes its hashbrown index (twice the entries).
+        let mut table = hashbrown::HashTable::with_capacity(2 * n);
+        for (v, &k) in keys.iter().enumerate() {
+            cuckoo.insert(hash(k), v as u32).expect("index sized for n");
+            table.insert_unique(hash(k), v as u32, |&v| hash(keys[v as usize]));
+        }
+        // Visit the keys in a scattered order, bursts of 32.
+        let order: Vec<u64> = (0..n).map(|i| keys[i * 7919 % n]).collect();
+        let bursts: Vec<&[u64]> = order.chunks_exact(BURST).collect();
+
+        let mut i = 0usize;
+        g.bench_function(format!("cuckoo/{n}"), |b| {
+            b.iter(|| {
+                for &k in bursts[i] {
+                    black_box(cuckoo.find(hash(k), |v| keys[v as usize] == k));
+                }
+                i = (i + 1) % bursts.len();
+            })
+        });
+        g.bench_function(format!("cuckoo_prefetch/{n}"), |b| {
+            b.iter(|| {
+                let hashes: [u64; BURST] = std::array::from_fn(|j| hash(bursts[i][j]));
+                for &h in &hashes {
+                    cuckoo.prefetch(h);
+                }
+                for (&h, &k) in hashes.iter().zip(bursts[i]) {
+                    black_box(cuckoo.find(h, |v| keys[v as usize] == k));
+                }
+                i = (i + 1) % bursts.len();
+            })
+        });
+        g.bench_function(format!("hashbrown/{n}"), |b| {
+            b.iter(|| {
+                for &k in bursts[i] {
+                    black_box(table.find(hash(k), |&v| keys[v as usize] == k));
+                }
+                i = (i + 1) % bursts.len();
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, hits, new_flows, index);
 criterion_main!(benches);
