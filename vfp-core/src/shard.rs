@@ -205,22 +205,15 @@ impl Shard {
     }
 
     /// Looks `key` (with its [`FlowKey::table_hash`] `hash`) up ahead of
-    /// processing and reads the flow state processing will need, without
-    /// changing anything. A burst does this for every packet before it
-    /// processes any: the lookups are independent, so the processor
-    /// overlaps their cache misses instead of taking them one by one.
+    /// processing, without changing anything; the result lets
+    /// [`Shard::process_hinted`] skip its own lookup. A burst does this
+    /// for every packet before it processes any: the lookups are
+    /// independent, so the processor overlaps their cache misses instead
+    /// of taking them one by one.
     #[inline]
     pub fn look_ahead(&self, key: &FlowKey, hash: u64) -> Hint {
         match self.table.lookup_hashed(hash, key) {
-            Some(Lookup::Pair { idx, side }) => {
-                if let Some(p) = self.table.pair(idx) {
-                    // Touch the side's transposition and the shared state
-                    // so their lines are on their way too.
-                    let x = &p.xpos[side.index()];
-                    std::hint::black_box((x.decap, x.out_vport, p.last_seen_ns));
-                }
-                Hint(Some((idx, side)))
-            }
+            Some(Lookup::Pair { idx, side }) => Hint(Some((idx, side))),
             _ => Hint::NONE,
         }
     }

@@ -2,10 +2,12 @@
 //!
 //! [`key`] is the exact-match key; [`pair`] the unit of state (forward and
 //! reverse entry of one connection); [`table`] the per-shard index and
-//! slab; [`tcp_state`] the coarse TCP tracker that picks idle timeouts;
-//! [`expiry`] the amortised idle sweep.
+//! slab; [`index`] a fixed-capacity cuckoo hash index whose lookups can be
+//! prefetched a burst at a time; [`tcp_state`] the coarse TCP tracker
+//! that picks idle timeouts; [`expiry`] the amortised idle sweep.
 
 pub mod expiry;
+pub mod index;
 pub mod key;
 pub mod pair;
 pub mod table;

@@ -3,24 +3,26 @@
 //! shard that holds the pair.
 //!
 //! Layout: pairs live in a slab (`Vec<Option<FlowPair>>` with a free
-//! list); redirects in a second, smaller slab. The index is a hashbrown
-//! `HashTable<u32>` of 4-byte entry references hashed with
-//! [`FlowKey::table_hash`]; the key itself is read from the slab when
-//! comparing (the 7-bit tags in hashbrown's control bytes make a wasted
-//! comparison rare, and a hit needs the pair's cache lines anyway).
+//! list); redirects in a second, smaller slab. The index is a cuckoo
+//! [`FlowIndex`] of 4-byte entry references under [`FlowKey::table_hash`];
+//! the key itself is read from the slab when comparing (the index's 32-bit
+//! signatures make a wasted comparison rare, and a hit needs the pair's
+//! cache lines anyway). A lookup reads one index cache line (two when the
+//! entry sits in its alternate bucket) and then the pair; a burst looks
+//! all its keys up before processing any (`Shard::look_ahead`), so those
+//! misses overlap.
 //!
 //! Capacity is fixed at construction and nothing grows afterwards: the
-//! slabs are reserved up front (virtual memory; pages are touched as they
-//! fill) and the index is sized at twice its maximum number of entries, so
-//! that hashbrown, when tombstones run out its growth budget, always
-//! rehashes in place instead of reallocating. When the slab of pairs is
-//! full a new connection is refused ([`InsertError::Full`], counted as
-//! `table-full` by the shard): evicting live connections to make room
-//! would let a flood of new flows break established ones, while refusing
-//! leaves existing traffic untouched and the table drains by expiry.
+//! slabs are reserved up front (committed by [`FlowTable::prefault`]) and
+//! the index is sized for every entry the slabs can hold. When the slab of
+//! pairs is full a new connection is refused ([`InsertError::Full`],
+//! counted as `table-full` by the shard): evicting live connections to make
+//! room would let a flood of new flows break established ones, while
+//! refusing leaves existing traffic untouched and the table drains by
+//! expiry. The index refusing an entry (its displacement search is bounded)
+//! is reported the same way and leaves the table unchanged.
 
-use hashbrown::HashTable;
-
+use crate::flow::index::FlowIndex;
 use crate::flow::key::FlowKey;
 use crate::flow::pair::{FlowPair, Side};
 
@@ -68,13 +70,8 @@ fn key_of<'a>(e: u32, pairs: &'a [Option<FlowPair>], redirects: &'a [Option<Redi
     }
 }
 
-#[inline]
-fn hash_of(e: u32, pairs: &[Option<FlowPair>], redirects: &[Option<Redirect>]) -> u64 {
-    key_of(e, pairs, redirects).map_or(0, FlowKey::table_hash)
-}
-
 pub struct FlowTable {
-    index: HashTable<u32>,
+    index: FlowIndex,
     pairs: Vec<Option<FlowPair>>,
     free: Vec<u32>,
     live: usize,
@@ -103,7 +100,7 @@ impl FlowTable {
         let redirect_cap = redirects.min(MAX_CAPACITY);
         let max_entries = 2 * pair_cap + redirect_cap;
         FlowTable {
-            index: HashTable::with_capacity(2 * max_entries),
+            index: FlowIndex::with_capacity(max_entries),
             pairs: Vec::with_capacity(pair_cap),
             free: Vec::with_capacity(pair_cap),
             live: 0,
@@ -160,7 +157,7 @@ impl FlowTable {
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<Lookup> {
         let (pairs, redirects) = (&self.pairs, &self.redirects);
-        let e = *self.index.find(hash, |&e| key_of(e, pairs, redirects) == Some(key))?;
+        let e = self.index.find(hash, |e| key_of(e, pairs, redirects) == Some(key))?;
         if e & REDIRECT != 0 {
             let r = redirects.get((e & !REDIRECT) as usize)?.as_ref()?;
             Some(Lookup::Redirect {
@@ -210,15 +207,18 @@ impl FlowTable {
             }
         };
         self.live += 1;
-        let Self {
-            index,
-            pairs,
-            redirects,
-            ..
-        } = self;
-        for side in [Side::Forward, Side::Reverse] {
-            let h = pair.keys[side.index()].table_hash();
-            index.insert_unique(h, pair_ref(idx, side), |&e| hash_of(e, pairs, redirects));
+        let (h0, h1) = (pair.keys[0].table_hash(), pair.keys[1].table_hash());
+        let fwd = pair_ref(idx, Side::Forward);
+        let indexed = self.index.insert(h0, fwd).and_then(|()| {
+            self.index.insert(h1, pair_ref(idx, Side::Reverse)).inspect_err(|_| {
+                self.index.remove(h0, fwd);
+            })
+        });
+        if indexed.is_err() {
+            self.pairs[idx as usize] = None;
+            self.free.push(idx);
+            self.live -= 1;
+            return Err(InsertError::Full);
         }
         Ok(idx)
     }
@@ -249,16 +249,14 @@ impl FlowTable {
         }
         let r = pair_ref(idx, side);
         self.unindex(old.table_hash(), r);
+        if self.index.insert(new.table_hash(), r).is_err() {
+            // The old entry's slot was just freed, so it goes back.
+            let _ = self.index.insert(old.table_hash(), r);
+            return Err(InsertError::Full);
+        }
         if let Some(p) = self.pair_mut(idx) {
             p.keys[side.index()] = new;
         }
-        let Self {
-            index,
-            pairs,
-            redirects,
-            ..
-        } = self;
-        index.insert_unique(new.table_hash(), r, |&e| hash_of(e, pairs, redirects));
         Ok(())
     }
 
@@ -268,10 +266,7 @@ impl FlowTable {
         let owner = u16::try_from(owner).map_err(|_| InsertError::Full)?;
         let h = key.table_hash();
         let (pairs, redirects) = (&self.pairs, &self.redirects);
-        let found = self
-            .index
-            .find(h, |&e| key_of(e, pairs, redirects) == Some(&key))
-            .copied();
+        let found = self.index.find(h, |e| key_of(e, pairs, redirects) == Some(&key));
         if let Some(e) = found {
             if e & REDIRECT == 0 {
                 return Err(InsertError::Conflict);
@@ -296,13 +291,12 @@ impl FlowTable {
             }
         };
         self.live_redirects += 1;
-        let Self {
-            index,
-            pairs,
-            redirects,
-            ..
-        } = self;
-        index.insert_unique(h, REDIRECT | idx, |&e| hash_of(e, pairs, redirects));
+        if self.index.insert(h, REDIRECT | idx).is_err() {
+            self.redirects[idx as usize] = None;
+            self.free_redirects.push(idx);
+            self.live_redirects -= 1;
+            return Err(InsertError::Full);
+        }
         Ok(())
     }
 
@@ -311,7 +305,7 @@ impl FlowTable {
     pub fn remove_redirect(&mut self, key: &FlowKey, owner: usize) -> bool {
         let h = key.table_hash();
         let redirects = &self.redirects;
-        let Ok(entry) = self.index.find_entry(h, |&e| {
+        let Some(e) = self.index.remove_if(h, |e| {
             e & REDIRECT != 0
                 && redirects
                     .get((e & !REDIRECT) as usize)
@@ -320,7 +314,6 @@ impl FlowTable {
         }) else {
             return false;
         };
-        let (e, _) = entry.remove();
         let idx = e & !REDIRECT;
         self.redirects[idx as usize] = None;
         self.free_redirects.push(idx);
@@ -329,9 +322,7 @@ impl FlowTable {
     }
 
     fn unindex(&mut self, hash: u64, r: u32) {
-        if let Ok(entry) = self.index.find_entry(hash, |&e| e == r) {
-            entry.remove();
-        }
+        self.index.remove(hash, r);
     }
 }
 
