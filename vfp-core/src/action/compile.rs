@@ -175,6 +175,7 @@ pub fn compile_pair(first: &FirstPacket, a: &Actions, snat: Option<NatBinding>) 
         dst_mac: a.set_dst_mac.filter(|_| a.encap.is_none()),
         encap: a.encap.map(|e| Encap::new(&e, key.owner_hash())),
         out_vport: a.out_vport,
+        deltas: None,
     };
 
     let mirror_macs = a.set_src_mac.is_some() || a.set_dst_mac.is_some() || a.encap.is_some() || a.decap;
@@ -202,6 +203,11 @@ pub fn compile_pair(first: &FirstPacket, a: &Actions, snat: Option<NatBinding>) 
         dst_mac: mirror_macs.then_some(first.src_mac),
         encap: rev_encap,
         out_vport: key.vport,
+        deltas: None,
     };
-    Ok(CompiledPair { fwd, rev, rev_key })
+    Ok(CompiledPair {
+        fwd: fwd.with_deltas(key),
+        rev: rev.with_deltas(&rev_key),
+        rev_key,
+    })
 }

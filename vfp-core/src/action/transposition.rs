@@ -17,9 +17,9 @@
 //! land on the identifier field (other ICMP types keep theirs).
 
 use crate::action::encap::{fmt_v4, Encap, OuterChecksum};
-use crate::flow::key::{as_v4, proto};
+use crate::flow::key::{as_v4, proto, FlowKey};
 use crate::frame::Frame;
-use crate::parse::{Parsed, L3};
+use crate::parse::{Fragment, Parsed, L3};
 use crate::shard::DropReason;
 use crate::wire::checksum;
 
@@ -38,6 +38,21 @@ pub struct ChecksumPlan {
     pub outer_ipv4_offloaded: bool,
 }
 
+/// The checksum changes of an IPv4 TCP/UDP address and port rewrite,
+/// worked out when the pair is compiled. Every packet of the side carries
+/// exactly its key's addresses and ports (that is how it matched), so the
+/// change each checksum undergoes is the same for all of them: per packet
+/// the rewrite is a few stores and two ones'-complement additions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deltas {
+    /// Added to the IPv4 header checksum (the addresses).
+    pub ip: u16,
+    /// Added to the L4 checksum (pseudo-header addresses and the ports).
+    pub l4: u16,
+    /// UDP (checksum at 6, "none" kept) rather than TCP (at 16).
+    pub udp: bool,
+}
+
 /// One direction of a flow pair, compiled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transposition {
@@ -45,6 +60,10 @@ pub struct Transposition {
     pub decap: Option<u32>,
     pub src: Option<Rewrite>,
     pub dst: Option<Rewrite>,
+    /// Precomputed checksum changes of `src`/`dst` for IPv4 TCP/UDP
+    /// ([`Transposition::with_deltas`]); other packets take the general
+    /// rewrite.
+    pub deltas: Option<Deltas>,
     pub dec_ttl: bool,
     /// MACs of the key frame (the tenant frame, before any encap).
     pub src_mac: Option<[u8; 6]>,
@@ -83,7 +102,12 @@ impl Transposition {
             touched = true;
         }
         if self.src.is_some() || self.dst.is_some() {
-            rewrite(data, parsed, self.src.as_ref(), self.dst.as_ref())?;
+            match &self.deltas {
+                Some(d) if parsed.l3 == L3::Ipv4 && parsed.fragment != Fragment::Later => {
+                    rewrite_v4(data, parsed, self.src.as_ref(), self.dst.as_ref(), d)?
+                }
+                _ => rewrite(data, parsed, self.src.as_ref(), self.dst.as_ref())?,
+            }
             touched = true;
         }
         if self.src_mac.is_some() || self.dst_mac.is_some() {
@@ -118,6 +142,38 @@ impl Transposition {
             plan.outer_ipv4_offloaded = outer == OuterChecksum::Offload;
         }
         Ok(plan)
+    }
+
+    /// Precomputes the checksum changes of the address/port rewrite for
+    /// packets carrying `key` (the side's key), when they are IPv4 TCP or
+    /// UDP; otherwise returns the transposition unchanged.
+    pub fn with_deltas(mut self, key: &FlowKey) -> Transposition {
+        let (Some(src), Some(dst)) = (as_v4(&key.src), as_v4(&key.dst)) else {
+            return self;
+        };
+        let udp = match key.proto {
+            proto::UDP => true,
+            proto::TCP => false,
+            _ => return self,
+        };
+        if self.src.is_none() && self.dst.is_none() {
+            return self;
+        }
+        let (mut ip, mut l4) = (0u16, 0u16);
+        for (r, old_addr, old_port) in [(&self.src, src, key.src_port), (&self.dst, dst, key.dst_port)] {
+            let Some(r) = r else { continue };
+            let Some(new_addr) = as_v4(&r.addr) else {
+                return self;
+            };
+            let a = checksum::delta(&old_addr, &new_addr);
+            ip = checksum::add(ip, a);
+            l4 = checksum::add(l4, a);
+            if let Some(p) = r.port {
+                l4 = checksum::add(l4, checksum::delta(&old_port.to_be_bytes(), &p.to_be_bytes()));
+            }
+        }
+        self.deltas = Some(Deltas { ip, l4, udp });
+        self
     }
 
     /// One line for the operator, e.g.
@@ -252,7 +308,7 @@ fn rewrite(data: &mut [u8], p: &Parsed, src: Option<&Rewrite>, dst: Option<&Rewr
     let l4 = usize::from(p.l4_off);
     // Non-first fragments carry no L4 header to rewrite.
     let layout = match p.fragment {
-        crate::parse::Fragment::Later => None,
+        Fragment::Later => None,
         _ => l4_layout(data, p),
     };
     if let Some(l) = &layout {
@@ -320,6 +376,44 @@ fn rewrite(data: &mut [u8], p: &Parsed, src: Option<&Rewrite>, dst: Option<&Rewr
             }
         }
     }
+    Ok(())
+}
+
+/// [`rewrite`] for an IPv4 TCP/UDP packet with precomputed checksum
+/// changes: store the new addresses and ports, add the deltas.
+#[inline]
+fn rewrite_v4(
+    data: &mut [u8],
+    p: &Parsed,
+    src: Option<&Rewrite>,
+    dst: Option<&Rewrite>,
+    d: &Deltas,
+) -> Result<(), DropReason> {
+    let l3 = usize::from(p.l3_off);
+    let ip = data.get_mut(l3..l3 + 20).ok_or(DropReason::ParseTruncated)?;
+    if let Some(r) = src {
+        ip[12..16].copy_from_slice(&r.addr[12..]);
+    }
+    if let Some(r) = dst {
+        ip[16..20].copy_from_slice(&r.addr[12..]);
+    }
+    put16(ip, 10, checksum::apply_delta(get16(ip, 10), d.ip));
+    let l4 = usize::from(p.l4_off);
+    let (csum_at, need) = if d.udp { (6, 8) } else { (16, 18) };
+    let seg = data.get_mut(l4..l4 + need).ok_or(DropReason::ParseTruncated)?;
+    if let Some(port) = src.and_then(|r| r.port) {
+        put16(seg, 0, port);
+    }
+    if let Some(port) = dst.and_then(|r| r.port) {
+        put16(seg, 2, port);
+    }
+    let c = get16(seg, csum_at);
+    let c = if d.udp {
+        checksum::udp_apply_delta(c, d.l4)
+    } else {
+        checksum::apply_delta(c, d.l4)
+    };
+    put16(seg, csum_at, c);
     Ok(())
 }
 

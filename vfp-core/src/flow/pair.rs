@@ -43,20 +43,23 @@ pub struct DirCounters {
     pub bytes: u64,
 }
 
-/// Field order is the cache layout (hence `repr(C)`): a hit compares one
-/// key and touches the shared state and its side's counters in the first
-/// three lines, then reads its side's transposition; what only the slow
-/// path and the operator read comes last.
+/// Field order is the cache layout (hence `repr(C)`), and a pair starts on
+/// a cache line. The TCP tracker comes first because its state enum is
+/// the niche that tells a live slab slot (`Some`) from a free one: a lookup
+/// checks it right before comparing the key, so both sit in line 0. A hit
+/// then reads its side's key, the shared state and its side's counters in
+/// the first lines, and its side's transposition after them; what only
+/// the slow path and the operator read comes last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct FlowPair {
+    pub tcp: TcpTracker,
     /// Indexed by [`Side`].
     pub keys: [FlowKey; 2],
     /// Policy generation the transpositions were compiled under.
     pub generation: u64,
     pub last_seen_ns: u64,
     pub counters: [DirCounters; 2],
-    pub tcp: TcpTracker,
     pub xpos: [Transposition; 2],
     pub created_ns: u64,
     pub nat: Option<NatBinding>,
