@@ -114,10 +114,7 @@ impl Mbuf {
     #[inline(always)]
     pub fn prefetch(&self) {
         let m = self.raw();
-        // SAFETY: prefetch is a hint; the address is inside the buffer.
-        unsafe {
-            dpdk_sys::rte_prefetch0((m.buf_addr as *const u8).add(m.data_off as usize) as *const _);
-        }
+        super::prefetch((m.buf_addr as *const u8).wrapping_add(m.data_off as usize));
     }
 
     /// Gives up ownership (the pointer now belongs to whoever takes it).

@@ -43,8 +43,35 @@ pub fn strerror(e: i32) -> String {
 /// Timestamp counter and its frequency.
 #[inline(always)]
 pub fn rdtsc() -> u64 {
+    // DPDK's rte_rdtsc is a static inline function, reached through the
+    // shim as a call; the instruction itself is what it runs.
+    #[cfg(target_arch = "x86_64")]
     // SAFETY: reads the CPU timestamp counter; no memory is touched.
-    unsafe { dpdk_sys::rte_rdtsc() }
+    unsafe {
+        core::arch::x86_64::_rdtsc()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above.
+    unsafe {
+        dpdk_sys::rte_rdtsc()
+    }
+}
+
+/// Starts loading the cache line at `p` (a hint: it never faults, and
+/// any address is allowed).
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache; it does not
+    // dereference `p` architecturally and cannot fault.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    // SAFETY: as above (DPDK's portable prefetch).
+    unsafe {
+        dpdk_sys::rte_prefetch0(p as *const _)
+    }
 }
 
 pub fn tsc_hz() -> u64 {
