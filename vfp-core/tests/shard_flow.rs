@@ -6,7 +6,7 @@ mod shard_support;
 use shard_support::*;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
-use vfp_core::shard::{DropReason, FlowFilter, Shard, ShardConfig, Verdict};
+use vfp_core::shard::{DropReason, FlowFilter, Hint, Shard, ShardConfig, Verdict};
 
 const SNAT_2_PORTS: &str = r#"
 [timeouts]
@@ -253,4 +253,42 @@ fn flows_are_listed_filtered_and_serialisable() {
     assert_eq!(f[0].idle_ns, 5 * SEC);
     let json = serde_json::to_string(&f[0]).unwrap();
     assert!(json.contains("\"state\":\"active\""), "{json}");
+}
+
+/// A look-ahead hint that went stale within a burst (its pair was removed
+/// and the slot reused by another connection) is not trusted: the packet
+/// is looked up again and meets its own fate, not the other flow's.
+#[test]
+fn a_stale_look_ahead_hint_is_looked_up_again() {
+    use vfp_core::frame::Frame;
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let first = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &first, VM, 0).0, Verdict::Forward { vport: WAN });
+    // The burst's look-ahead finds the established connection...
+    let ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
+    let parsed = parsed_for(&ack, VM);
+    let hash = parsed.key.table_hash();
+    let hint = s.look_ahead(&parsed.key, hash);
+    assert_ne!(hint, Hint::NONE);
+    // ...then, before the packet is processed, the pair goes and another
+    // connection takes its slot.
+    assert_eq!(s.flush(), 1);
+    let other = tcp_frame(VM_MAC, GW_MAC, (C, 2000), (S, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &other, VM, 0).0, Verdict::Forward { vport: WAN });
+    assert_eq!(s.len(), 1);
+    let mut buf = vec![0u8; 128 + ack.len()];
+    buf[128..].copy_from_slice(&ack);
+    let mut frame = Frame::new(&mut buf, 128, ack.len()).unwrap();
+    let v = s.process_hinted(&mut frame, &parsed, hash, hint, 0, true);
+    // A non-SYN of a connection that no longer exists: dropped, and the
+    // other connection's pair untouched.
+    assert_eq!(v, Verdict::Drop(DropReason::NoFlow));
+    let flows = s.flows(&FlowFilter::default(), 10);
+    assert_eq!(flows.len(), 1);
+    assert_eq!(
+        (flows[0].packets_fwd, flows[0].src.as_str()),
+        (1, "10.0.0.1:2000"),
+        "{flows:?}"
+    );
 }
