@@ -1,8 +1,11 @@
 //! Fuzz the whole parse -> lookup -> act path: arbitrary frames arrive on
 //! either vport of the documented example policy (ACL + SNAT + DNAT port
 //! forward + VXLAN encap/decap) through one long-lived shard, so later
-//! inputs hit flows earlier ones created. Nothing may panic, and a
-//! forwarded frame must stay inside its buffer with a sane length.
+//! inputs hit flows earlier ones created. Some inputs are looked up ahead
+//! (as the app's bursts do) and some of those have flows expired between
+//! the look-ahead and processing, so stale hints are exercised. Nothing
+//! may panic, and a forwarded frame must stay inside its buffer with a
+//! sane length.
 
 #![no_main]
 
@@ -13,7 +16,7 @@ use vfp_core::action::nat::NatPorts;
 use vfp_core::frame::Frame;
 use vfp_core::parse::parse;
 use vfp_core::policy::load_str;
-use vfp_core::shard::{Shard, ShardConfig, Verdict};
+use vfp_core::shard::{Hint, Shard, ShardConfig, Verdict};
 use vfp_core::topology::{Role, VportInfo};
 
 const HEADROOM: usize = 128;
@@ -72,7 +75,18 @@ fuzz_target!(|data: &[u8]| {
     SHARD.with(|s| {
         let (shard, now) = &mut *s.borrow_mut();
         *now += 1_000_000;
-        match shard.process(&mut fr, &p, *now, may_redirect) {
+        let hash = p.key.table_hash();
+        let hint = if ctl & 4 != 0 {
+            shard.look_ahead(&p.key, hash)
+        } else {
+            Hint::NONE
+        };
+        if ctl & 8 != 0 {
+            // Whatever the look-ahead found may be gone now.
+            shard.expire(*now + 3_600_000_000_000, 64);
+            shard.outbox().clear();
+        }
+        match shard.process_hinted(&mut fr, &p, hash, hint, *now, may_redirect) {
             Verdict::Forward { vport } => {
                 assert!(vport < 2);
                 assert!(fr.start() + fr.len() <= total);
