@@ -298,7 +298,7 @@ impl Shard {
             return Verdict::Drop(DropReason::NoFlow);
         };
         let len = frame.len();
-        let x = &pair.xpos[side.index()];
+        let x = &pair.sides[side.index()].xpos;
         let vport = x.out_vport;
         let outer = if vport < 64 && self.offload_vports & (1 << vport) != 0 {
             OuterChecksum::Offload
@@ -374,7 +374,7 @@ impl Shard {
         let Some(p) = self.table.pair(idx) else {
             return Err(DropReason::NoFlow);
         };
-        let (first, old_nat, old_rev) = (p.first, p.nat, p.keys[1]);
+        let (first, old_nat, old_rev) = (p.first, p.nat, p.sides[1].key);
         self.stats.reconciled.inc();
         let policy = Arc::clone(&self.policy);
         let a = match engine::evaluate(&policy, &first.parsed, first.key()) {
@@ -408,7 +408,8 @@ impl Shard {
             self.send_redirect(&c.rev_key, true);
         }
         if let Some(p) = self.table.pair_mut(idx) {
-            p.xpos = [c.fwd, c.rev];
+            p.sides[0].xpos = c.fwd;
+            p.sides[1].xpos = c.rev;
             p.generation = policy.generation;
         }
         Ok(())
@@ -638,7 +639,7 @@ fn on_removed(cfg: &ShardConfig, nat: &NatPorts, outbox: &mut Vec<ShardMsg>, p: 
     if let Some(b) = p.nat {
         nat.release(b);
     }
-    for k in &p.keys {
+    for k in p.keys() {
         send_redirect(cfg, outbox, k, false);
     }
 }

@@ -43,26 +43,33 @@ pub struct DirCounters {
     pub bytes: u64,
 }
 
+/// What one side of a pair holds, laid out for a hit: the key and the
+/// counters fill one cache line, the transposition the next two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SideState {
+    pub key: FlowKey,
+    pub counters: DirCounters,
+    pub xpos: Transposition,
+}
+
 /// Field order is the cache layout (hence `repr(C)`), and a pair starts on
-/// a cache line. The TCP tracker comes first because its state enum is
-/// the niche that tells a live slab slot (`Some`) from a free one: a lookup
-/// checks it right before comparing the key, so both sit in line 0. A hit
-/// then reads its side's key, the shared state and its side's counters in
-/// the first lines, and its side's transposition after them; what only
-/// the slow path and the operator read comes last.
+/// a cache line. Line 0 holds what both sides share, including the TCP
+/// tracker, whose state enum is the niche that tells a live slab slot
+/// (`Some`) from a free one; each side's state follows in three lines of
+/// its own, so a hit touches four lines; what only the slow path and the
+/// operator read comes last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct FlowPair {
     pub tcp: TcpTracker,
-    /// Indexed by [`Side`].
-    pub keys: [FlowKey; 2],
     /// Policy generation the transpositions were compiled under.
     pub generation: u64,
     pub last_seen_ns: u64,
-    pub counters: [DirCounters; 2],
-    pub xpos: [Transposition; 2],
     pub created_ns: u64,
     pub nat: Option<NatBinding>,
+    /// Indexed by [`Side`].
+    pub sides: [SideState; 2],
     pub first: FirstPacket,
 }
 
@@ -77,41 +84,60 @@ impl FlowPair {
         generation: u64,
         now_ns: u64,
     ) -> FlowPair {
-        FlowPair {
-            keys: [first.parsed.key, rev_key],
+        let side = |key, xpos| SideState {
+            key,
+            counters: DirCounters::default(),
             xpos,
-            counters: [DirCounters::default(); 2],
-            created_ns: now_ns,
-            last_seen_ns: now_ns,
+        };
+        FlowPair {
             tcp: TcpTracker::new(),
             generation,
-            first,
+            last_seen_ns: now_ns,
+            created_ns: now_ns,
             nat,
+            sides: [side(first.parsed.key, xpos[0]), side(rev_key, xpos[1])],
+            first,
         }
     }
 
     #[inline]
     pub fn key(&self, side: Side) -> &FlowKey {
-        &self.keys[side.index()]
+        &self.sides[side.index()].key
+    }
+
+    #[inline]
+    pub fn xpos(&self, side: Side) -> &Transposition {
+        &self.sides[side.index()].xpos
+    }
+
+    #[inline]
+    pub fn counters(&self, side: Side) -> &DirCounters {
+        &self.sides[side.index()].counters
+    }
+
+    /// Both keys, forward first.
+    pub fn keys(&self) -> [&FlowKey; 2] {
+        [&self.sides[0].key, &self.sides[1].key]
     }
 
     /// Records a packet of `bytes` on `side` at `now_ns`.
     #[inline]
     pub fn touch(&mut self, side: Side, bytes: usize, now_ns: u64, tcp_flags: u8) {
-        let c = &mut self.counters[side.index()];
-        c.packets += 1;
-        c.bytes += bytes as u64;
+        let s = &mut self.sides[side.index()];
+        s.counters.packets += 1;
+        s.counters.bytes += bytes as u64;
+        let tcp = s.key.proto == proto::TCP;
         // The caller's clock may differ slightly between lcores that hand
         // packets to each other; never move last-seen backwards.
         self.last_seen_ns = self.last_seen_ns.max(now_ns);
-        if self.keys[0].proto == proto::TCP {
+        if tcp {
             self.tcp.update(side, tcp_flags);
         }
     }
 
     /// Idle time after which the pair expires.
     pub fn idle_timeout(&self, t: &Timeouts) -> u64 {
-        match self.keys[0].proto {
+        match self.sides[0].key.proto {
             proto::TCP => self.tcp.state().timeout(t),
             proto::UDP => t.udp,
             proto::ICMP | proto::ICMPV6 => t.icmp,
@@ -127,7 +153,7 @@ impl FlowPair {
 
     /// Human-readable state for the operator.
     pub fn state_str(&self) -> &'static str {
-        match self.keys[0].proto {
+        match self.sides[0].key.proto {
             proto::TCP => self.tcp.state().as_str(),
             _ => "active",
         }

@@ -66,7 +66,7 @@ fn key_of<'a>(e: u32, pairs: &'a [Option<FlowPair>], redirects: &'a [Option<Redi
         redirects.get((e & !REDIRECT) as usize)?.as_ref().map(|r| &r.key)
     } else {
         let p = pairs.get((e >> 1) as usize)?.as_ref()?;
-        Some(&p.keys[(e & 1) as usize])
+        Some(&p.sides[(e & 1) as usize].key)
     }
 }
 
@@ -191,8 +191,8 @@ impl FlowTable {
         if self.is_full() {
             return Err(InsertError::Full);
         }
-        if pair.keys[0] == pair.keys[1] || self.lookup(&pair.keys[0]).is_some() || self.lookup(&pair.keys[1]).is_some()
-        {
+        let [k0, k1] = pair.keys();
+        if k0 == k1 || self.lookup(k0).is_some() || self.lookup(k1).is_some() {
             return Err(InsertError::Conflict);
         }
         let idx = match self.free.pop() {
@@ -207,7 +207,7 @@ impl FlowTable {
             }
         };
         self.live += 1;
-        let (h0, h1) = (pair.keys[0].table_hash(), pair.keys[1].table_hash());
+        let (h0, h1) = (pair.sides[0].key.table_hash(), pair.sides[1].key.table_hash());
         let fwd = pair_ref(idx, Side::Forward);
         let indexed = self.index.insert(h0, fwd).and_then(|()| {
             self.index.insert(h1, pair_ref(idx, Side::Reverse)).inspect_err(|_| {
@@ -227,7 +227,7 @@ impl FlowTable {
     pub fn remove_pair(&mut self, idx: u32) -> Option<FlowPair> {
         let pair = self.pairs.get_mut(idx as usize)?.take()?;
         for side in [Side::Forward, Side::Reverse] {
-            self.unindex(pair.keys[side.index()].table_hash(), pair_ref(idx, side));
+            self.unindex(pair.key(side).table_hash(), pair_ref(idx, side));
         }
         self.free.push(idx);
         self.live -= 1;
@@ -255,7 +255,7 @@ impl FlowTable {
             return Err(InsertError::Full);
         }
         if let Some(p) = self.pair_mut(idx) {
-            p.keys[side.index()] = new;
+            p.sides[side.index()].key = new;
         }
         Ok(())
     }

@@ -27,7 +27,7 @@ pub struct FlowFilter {
 
 impl FlowFilter {
     pub fn matches(&self, p: &FlowPair) -> bool {
-        let ks = &p.keys;
+        let ks = p.keys();
         self.vport.is_none_or(|v| ks.iter().any(|k| k.vport == v))
             && self.proto.is_none_or(|x| ks[0].proto == x)
             && self.addr.is_none_or(|a| ks.iter().any(|k| k.src == a || k.dst == a))
@@ -71,7 +71,7 @@ pub struct FlowInfo {
 impl FlowInfo {
     pub fn new(shard: usize, id: u32, p: &FlowPair, now_ns: u64) -> FlowInfo {
         let (f, r) = (Side::Forward.index(), Side::Reverse.index());
-        let k = &p.keys[f];
+        let k = &p.sides[f].key;
         let ports = has_ports(k);
         FlowInfo {
             shard,
@@ -82,17 +82,17 @@ impl FlowInfo {
             src: fmt_addr(&k.src, k.src_port, ports),
             dst: fmt_addr(&k.dst, k.dst_port, ports),
             forward: fmt_key(k),
-            reverse: fmt_key(&p.keys[r]),
+            reverse: fmt_key(&p.sides[r].key),
             state: p.state_str().to_string(),
-            packets_fwd: p.counters[f].packets,
-            bytes_fwd: p.counters[f].bytes,
-            packets_rev: p.counters[r].packets,
-            bytes_rev: p.counters[r].bytes,
+            packets_fwd: p.sides[f].counters.packets,
+            bytes_fwd: p.sides[f].counters.bytes,
+            packets_rev: p.sides[r].counters.packets,
+            bytes_rev: p.sides[r].counters.bytes,
             age_ns: now_ns.saturating_sub(p.created_ns),
             idle_ns: now_ns.saturating_sub(p.last_seen_ns),
             generation: p.generation,
-            action_fwd: p.xpos[f].describe(),
-            action_rev: p.xpos[r].describe(),
+            action_fwd: p.sides[f].xpos.describe(),
+            action_rev: p.sides[r].xpos.describe(),
             nat: p.nat.map(|b| format!("{}:{}", fmt_v4(b.addr), b.port)),
         }
     }

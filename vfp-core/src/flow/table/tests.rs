@@ -54,7 +54,7 @@ fn insert_lookup_remove() {
     assert_eq!(t.lookup(&k.reversed(2)), None, "vport is part of the key");
     assert_eq!(t.insert_pair(pair(k)), Err(InsertError::Conflict));
     let p = t.remove_pair(idx).unwrap();
-    assert_eq!(p.keys[0], k);
+    assert_eq!(p.sides[0].key, k);
     assert_eq!(t.lookup(&k), None);
     assert_eq!(t.lookup(&k.reversed(1)), None);
     assert!(t.remove_pair(idx).is_none());
@@ -115,7 +115,7 @@ fn rekey_moves_one_side() {
             side: Side::Reverse
         })
     );
-    assert_eq!(t.pair(idx).unwrap().keys[1], new);
+    assert_eq!(t.pair(idx).unwrap().sides[1].key, new);
     let taken = *t.pair(other).unwrap().key(Side::Forward);
     assert_eq!(t.rekey(idx, Side::Reverse, taken), Err(InsertError::Conflict));
     assert_eq!(
