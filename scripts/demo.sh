@@ -54,7 +54,9 @@ EAL=(--no-pci --file-prefix vfp-demo -l "$DEMO_LCORES" --log-level lib.eal:error
 free_hp=$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages 2>/dev/null || echo 0)
 if [ "$free_hp" -ge 512 ] && grep -q hugetlbfs /proc/mounts; then
   echo "demo: on 2 MB hugepages ($free_hp free)"
-  EAL+=(-m 1024)
+  # --huge-unlink: the pages go back to the system when the app exits
+  # instead of staying behind as files in the hugetlbfs mount.
+  EAL+=(-m 1024 --huge-unlink)
 else
   echo "demo: no free hugepages (scripts/setup.sh reserves them): --no-huge"
   EAL+=(--no-huge -m 1024)
