@@ -40,7 +40,31 @@ impl Drop for Scratch {
 
 /// A unique EAL file prefix so tests run side by side.
 pub fn prefix(name: &str) -> String {
+    static SWEEP: std::sync::Once = std::sync::Once::new();
+    SWEEP.call_once(sweep_runtime_dirs);
     format!("vfpt-{name}-{}", std::process::id())
+}
+
+/// Removes the DPDK runtime directories (`/run/dpdk/vfpt-NAME-PID`) that
+/// test binaries which are no longer running left behind: DPDK keeps them
+/// after an app exits, about 6 MB of tmpfs each with `--no-huge`.
+fn sweep_runtime_dirs() {
+    let Ok(dirs) = std::fs::read_dir("/run/dpdk") else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("vfpt-")
+            .and_then(|rest| rest.rsplit('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
 }
 
 /// EAL options every test uses: no PCI, no hugepages, its own prefix.
