@@ -93,23 +93,9 @@ impl Pipeline {
     #[inline(always)]
     pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) -> &[Option<Fate>] {
         let n = burst.len();
-        let dir = self.dir_of(vport);
         for i in 0..n {
             let Some(m) = burst.get_mut(i) else { break };
-            self.fates[i] = None;
-            if !m.is_contiguous() {
-                self.fates[i] = Some(Fate::MultiSegment);
-                continue;
-            }
-            let p = &mut self.parsed[i];
-            if let Err(e) = parse_into(m.data(), p) {
-                self.shard.count_drop(e.into());
-                self.fates[i] = Some(Fate::Drop);
-                continue;
-            }
-            p.key.vport = vport;
-            p.key.dir = dir;
-            self.hashes[i] = p.key.table_hash();
+            self.fates[i] = self.prepare(i, m, vport).err();
         }
         for i in 0..n {
             if self.fates[i].is_none() {
@@ -132,32 +118,33 @@ impl Pipeline {
     /// evaluated here rather than sent to the key's owner again.
     #[inline(always)]
     pub fn classify(&mut self, m: &mut Mbuf, vport: u16, may_redirect: bool, now_ns: u64) -> Fate {
+        if let Err(fate) = self.prepare(0, m, vport) {
+            return fate;
+        }
+        let (p, h) = (&self.parsed[0], self.hashes[0]);
+        process(&mut self.shard, m, p, h, Hint::NONE, may_redirect, now_ns)
+    }
+
+    /// Parses `m` (arrived on `vport`) into descriptor slot `i`, sets the
+    /// key's vport and direction and its table hash; or says why the
+    /// packet goes no further (a parse error is counted here).
+    #[inline(always)]
+    fn prepare(&mut self, i: usize, m: &Mbuf, vport: u16) -> Result<(), Fate> {
         if !m.is_contiguous() {
             // Frames larger than one mbuf's data room arrive chained
             // (net_pcap, jumbo frames); the rewrite works on one segment.
-            return Fate::MultiSegment;
+            return Err(Fate::MultiSegment);
         }
-        let p = &mut self.parsed[0];
+        let dir = self.dir_of(vport);
+        let p = &mut self.parsed[i];
         if let Err(e) = parse_into(m.data(), p) {
             self.shard.count_drop(e.into());
-            return Fate::Drop;
+            return Err(Fate::Drop);
         }
         p.key.vport = vport;
-        p.key.dir = self
-            .dirs
-            .get(usize::from(vport))
-            .copied()
-            .unwrap_or(Direction::Outbound);
-        let hash = p.key.table_hash();
-        process(
-            &mut self.shard,
-            m,
-            &self.parsed[0],
-            hash,
-            Hint::NONE,
-            may_redirect,
-            now_ns,
-        )
+        p.key.dir = dir;
+        self.hashes[i] = p.key.table_hash();
+        Ok(())
     }
 }
 

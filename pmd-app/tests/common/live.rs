@@ -344,19 +344,11 @@ impl App {
         let pid = child.id().to_string();
         let k = Command::new("kill").args(["-INT", &pid]).status();
         assert!(k.as_ref().is_ok_and(|s| s.success()), "kill -INT {pid}: {k:?}");
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let (o, e) = self.collect();
-                panic!("pmd-app did not stop within {limit:?} of SIGINT:\n--- stdout\n{o}\n--- stderr\n{e}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let waited = super::wait_bounded(child, limit);
         let (stdout, stderr) = self.collect();
+        let Ok(status) = waited else {
+            panic!("pmd-app did not stop within {limit:?} of SIGINT:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+        };
         self.child = None;
         super::Output { status, stdout, stderr }
     }

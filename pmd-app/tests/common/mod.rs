@@ -109,32 +109,35 @@ fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// Waits up to `limit` for `child` to exit. Past the limit it is killed
+/// and reaped, and `Err` carries that status: the caller fails the test
+/// with whatever output it collected.
+pub fn wait_bounded(child: &mut Child, limit: Duration) -> Result<ExitStatus, ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(child.wait().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Waits for `child`, killing it (and failing the test) after `limit`.
 pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let s = child.wait().unwrap();
-            let o = Output {
-                status: s,
-                stdout: out.join().unwrap(),
-                stderr: err.join().unwrap(),
-            };
-            panic!("process did not finish within {limit:?}\n{}", o.all());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
+    let waited = wait_bounded(&mut child, limit);
+    let o = Output {
+        status: waited.unwrap_or_else(|s| s),
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
-    }
+    };
+    assert!(waited.is_ok(), "process did not finish within {limit:?}\n{}", o.all());
+    o
 }
 
 /// Starts `pmd-app EAL -- APP`.
@@ -176,6 +179,11 @@ pub fn traffic(args: &[&str]) {
 
 /// tshark's decoding of `pcap`: one row per packet, one column per field.
 pub fn tshark_fields(pcap: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    tshark_with(pcap, fields, &[])
+}
+
+/// [`tshark_fields`] with extra tshark options (`-o` preferences).
+pub fn tshark_with(pcap: &str, fields: &[&str], options: &[&str]) -> Vec<Vec<String>> {
     let mut cmd = Command::new("tshark");
     cmd.args([
         "-n",
@@ -188,6 +196,7 @@ pub fn tshark_fields(pcap: &str, fields: &[&str]) -> Vec<Vec<String>> {
         "-E",
         "occurrence=a",
     ]);
+    cmd.args(options);
     for f in fields {
         cmd.args(["-e", f]);
     }
@@ -379,24 +388,13 @@ impl Live {
     pub fn finish(mut self, limit: Duration) -> Output {
         let mut child = self.child.take().unwrap();
         drop(child.stdin.take());
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                for r in self.readers.drain(..) {
-                    let _ = r.join();
-                }
-                panic!("{} did not exit within {limit:?}\n{}", self.name, self.all());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let waited = wait_bounded(&mut child, limit);
         for r in self.readers.drain(..) {
             let _ = r.join();
         }
+        let Ok(status) = waited else {
+            panic!("{} did not exit within {limit:?}\n{}", self.name, self.all());
+        };
         Output {
             status,
             stdout: self.stdout(),

@@ -3,8 +3,8 @@
 //! field comparisons the tests share.
 
 use super::traffic::Exchange;
+use crate::common::tshark_with;
 use std::collections::HashMap;
-use std::process::Command;
 
 /// One tshark row: field name -> every occurrence (outer first).
 #[derive(Clone, Debug, Default)]
@@ -41,41 +41,19 @@ fn parse_num(s: &str) -> Option<u64> {
 /// tshark's decoding of every frame of `pcap`, checksums validated
 /// (`*.checksum.status`: 1 good, 0 bad, 2 unverified, 3 not present).
 pub fn tshark_rows(pcap: &str, fields: &[&str]) -> Vec<Row> {
-    let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-n",
-        "-r",
-        pcap,
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-        "-E",
-        "occurrence=a",
-        "-E",
-        "aggregator=,",
-    ]);
-    for o in [
+    // Occurrences are joined with tshark's default aggregator, ",".
+    let options = [
+        "-o",
         "ip.check_checksum:TRUE",
+        "-o",
         "tcp.check_checksum:TRUE",
+        "-o",
         "udp.check_checksum:TRUE",
-    ] {
-        cmd.args(["-o", o]);
-    }
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let o = cmd.output().expect("run tshark");
-    assert!(
-        o.status.success(),
-        "tshark failed on {pcap}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .map(|l| {
-            let cols: Vec<&str> = l.split('|').collect();
-            assert_eq!(cols.len(), fields.len(), "tshark row {l:?}");
+    ];
+    tshark_with(pcap, fields, &options)
+        .into_iter()
+        .map(|cols| {
+            assert_eq!(cols.len(), fields.len(), "tshark row {cols:?}");
             Row(fields
                 .iter()
                 .zip(cols)

@@ -192,7 +192,8 @@ impl FlowTable {
             return Err(InsertError::Full);
         }
         let [k0, k1] = pair.keys();
-        if k0 == k1 || self.lookup(k0).is_some() || self.lookup(k1).is_some() {
+        let (h0, h1) = (k0.table_hash(), k1.table_hash());
+        if k0 == k1 || self.lookup_hashed(h0, k0).is_some() || self.lookup_hashed(h1, k1).is_some() {
             return Err(InsertError::Conflict);
         }
         let idx = match self.free.pop() {
@@ -207,7 +208,6 @@ impl FlowTable {
             }
         };
         self.live += 1;
-        let (h0, h1) = (pair.sides[0].key.table_hash(), pair.sides[1].key.table_hash());
         let fwd = pair_ref(idx, Side::Forward);
         let indexed = self.index.insert(h0, fwd).and_then(|()| {
             self.index.insert(h1, pair_ref(idx, Side::Reverse)).inspect_err(|_| {
@@ -244,14 +244,15 @@ impl FlowTable {
         if old == new {
             return Ok(());
         }
-        if self.lookup(&new).is_some() {
+        let (old_hash, new_hash) = (old.table_hash(), new.table_hash());
+        if self.lookup_hashed(new_hash, &new).is_some() {
             return Err(InsertError::Conflict);
         }
         let r = pair_ref(idx, side);
-        self.unindex(old.table_hash(), r);
-        if self.index.insert(new.table_hash(), r).is_err() {
+        self.unindex(old_hash, r);
+        if self.index.insert(new_hash, r).is_err() {
             // The old entry's slot was just freed, so it goes back.
-            let _ = self.index.insert(old.table_hash(), r);
+            let _ = self.index.insert(old_hash, r);
             return Err(InsertError::Full);
         }
         if let Some(p) = self.pair_mut(idx) {
