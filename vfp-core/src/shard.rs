@@ -286,7 +286,7 @@ impl Shard {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn hit(&mut self, idx: u32, side: Side, frame: &mut Frame, parsed: &Parsed, now: u64) -> Verdict {
         let generation = self.policy.generation;
         if self.table.pair(idx).is_some_and(|p| p.generation != generation) {
@@ -316,6 +316,9 @@ impl Shard {
         }
     }
 
+    /// The slow path, kept out of line so the hit path stays small (no
+    /// stack frame for a pair under construction, fewer spills).
+    #[inline(never)]
     fn miss(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
         let key = &parsed.key;
         let owner = key.owner(self.cfg.nshards);
@@ -370,6 +373,8 @@ impl Shard {
     /// Denied: the pair is removed. Allowed: its transpositions are
     /// recompiled, keeping the SNAT address:port it holds if the new
     /// decision still source-NATs.
+    #[cold]
+    #[inline(never)]
     fn reconcile(&mut self, idx: u32) -> Result<(), DropReason> {
         let Some(p) = self.table.pair(idx) else {
             return Err(DropReason::NoFlow);

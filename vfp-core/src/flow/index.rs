@@ -96,6 +96,20 @@ fn slots(mut mask: u8) -> impl Iterator<Item = usize> {
     })
 }
 
+/// The first value among the slots of `bucket` in `mask` for which `eq`
+/// holds.
+#[inline(always)]
+fn find_in(bucket: &Bucket, mut mask: u8, eq: &mut impl FnMut(u32) -> bool) -> Option<u32> {
+    while mask != 0 {
+        let v = bucket.val[mask.trailing_zeros() as usize % SLOTS];
+        if eq(v) {
+            return Some(v);
+        }
+        mask &= mask - 1;
+    }
+    None
+}
+
 /// The signature of a hash: its high half, never [`EMPTY`]. Mapping only 0
 /// to 1 keeps the other 2^32 - 1 signatures equally likely.
 #[inline]
@@ -210,14 +224,33 @@ impl FlowIndex {
     /// always called once on a hit and not at all on a miss.
     #[inline]
     pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
-        let p = self.place(hash);
-        for b in [p.primary, p.alternate] {
-            let bucket = self.bucket(b);
-            if let Some(slot) = slots(bucket.matching(p.sig)).find(|&s| eq(bucket.val[s])) {
-                return Some(bucket.val[slot]);
+        let sig = signature(hash);
+        let primary = hash as usize & self.mask;
+        // The common case, straight-line: the first slot of the primary
+        // bucket with this signature holds the entry.
+        let bucket = self.bucket(primary);
+        let mask = bucket.matching(sig);
+        if mask != 0 {
+            let v = bucket.val[mask.trailing_zeros() as usize % SLOTS];
+            if eq(v) {
+                return Some(v);
             }
         }
-        None
+        self.find_rest(primary, sig, mask, eq)
+    }
+
+    /// The rest of [`find`](Self::find): other signature matches in the
+    /// primary bucket (`mask`, its first one already tried), then the
+    /// alternate bucket. Out of line, so the common case stays small.
+    #[inline(never)]
+    fn find_rest(&self, primary: usize, sig: u32, mask: u8, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+        let bucket = self.bucket(primary);
+        let first_tried = mask & mask.wrapping_sub(1);
+        if let Some(v) = find_in(bucket, first_tried, &mut eq) {
+            return Some(v);
+        }
+        let alt = self.bucket(self.other_bucket(primary, sig));
+        find_in(alt, alt.matching(sig), &mut eq)
     }
 
     /// Stores `val` under `hash`. The caller guarantees its key is not

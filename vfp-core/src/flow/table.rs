@@ -156,10 +156,9 @@ impl FlowTable {
     /// Looks `key` up with its precomputed [`FlowKey::table_hash`].
     #[inline]
     pub fn lookup_hashed(&self, hash: u64, key: &FlowKey) -> Option<Lookup> {
-        let (pairs, redirects) = (&self.pairs, &self.redirects);
-        let e = self.index.find(hash, |e| key_of(e, pairs, redirects) == Some(key))?;
+        let e = self.index.find(hash, |e| self.holds(e, key))?;
         if e & REDIRECT != 0 {
-            let r = redirects.get((e & !REDIRECT) as usize)?.as_ref()?;
+            let r = self.redirects.get((e & !REDIRECT) as usize)?.as_ref()?;
             Some(Lookup::Redirect {
                 owner: usize::from(r.owner),
             })
@@ -167,6 +166,24 @@ impl FlowTable {
             let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
             Some(Lookup::Pair { idx: e >> 1, side })
         }
+    }
+
+    /// Whether entry `e` is stored under `key`. Redirects are compared
+    /// out of line: the pair case is the one a hit takes.
+    #[inline(always)]
+    fn holds(&self, e: u32, key: &FlowKey) -> bool {
+        if e & REDIRECT != 0 {
+            return self.redirect_holds(e, key);
+        }
+        match self.pairs.get((e >> 1) as usize) {
+            Some(Some(p)) => p.sides[(e & 1) as usize].key == *key,
+            _ => false,
+        }
+    }
+
+    #[inline(never)]
+    fn redirect_holds(&self, e: u32, key: &FlowKey) -> bool {
+        key_of(e, &self.pairs, &self.redirects) == Some(key)
     }
 
     #[inline]
