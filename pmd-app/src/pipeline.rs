@@ -7,7 +7,7 @@
 //! packet: the shard's table is preallocated, messages to other shards
 //! go through a preallocated outbox the worker drains every iteration.
 
-use crate::dpdk::{Burst, Mbuf, BURST_SIZE};
+use crate::dpdk::{self, Burst, Mbuf, BURST_SIZE};
 use std::sync::Arc;
 use vfp_core::flow::key::Direction;
 use vfp_core::frame::Frame;
@@ -82,9 +82,11 @@ impl Pipeline {
     /// Classifies a whole burst that arrived on `vport`, in three passes
     /// so that the cache misses of different packets overlap instead of
     /// queueing one behind the other:
-    /// 1. parse every packet into its descriptor and hash its key;
+    /// 1. parse every packet into its descriptor, hash its key and
+    ///    prefetch the index line its lookup reads;
     /// 2. look every key up ahead ([`Shard::look_ahead`]): independent
-    ///    lookups, whose misses the processor overlaps;
+    ///    lookups, whose misses the processor overlaps; prefetch the pair
+    ///    lines processing will read (its shared line and transposition);
     /// 3. process each packet in arrival order with its look-ahead hint.
     ///
     /// Pass 3 trusts a hint only if the pair still holds the key, so a
@@ -99,7 +101,11 @@ impl Pipeline {
         }
         for i in 0..n {
             if self.fates[i].is_none() {
-                self.hints[i] = self.shard.look_ahead(&self.parsed[i].key, self.hashes[i]);
+                let hint = self.shard.look_ahead(&self.parsed[i].key, self.hashes[i]);
+                if let Some(lines) = self.shard.hint_lines(hint) {
+                    lines.into_iter().for_each(dpdk::prefetch);
+                }
+                self.hints[i] = hint;
             }
         }
         for i in 0..n {
@@ -143,7 +149,9 @@ impl Pipeline {
         }
         p.key.vport = vport;
         p.key.dir = dir;
-        self.hashes[i] = p.key.table_hash();
+        let h = p.key.table_hash();
+        dpdk::prefetch(self.shard.index_line(h));
+        self.hashes[i] = h;
         Ok(())
     }
 }

@@ -44,7 +44,7 @@ use crate::decision::{Actions, Decision, SnatSpec};
 use crate::engine;
 use crate::flow::expiry::Sweeper;
 use crate::flow::key::{proto, FlowKey};
-use crate::flow::pair::{FlowPair, Side};
+use crate::flow::pair::{FlowPair, Side, HIT_LINES};
 use crate::flow::table::{FlowTable, InsertError, Lookup};
 use crate::flow::tcp_state::flags;
 use crate::frame::Frame;
@@ -216,6 +216,26 @@ impl Shard {
             Some(Lookup::Pair { idx, side }) => Hint(Some((idx, side))),
             _ => Hint::NONE,
         }
+    }
+
+    /// The index line a [`Shard::look_ahead`] of `hash` reads first. An
+    /// app that can prefetch (vfp-core has no `unsafe`, so it cannot)
+    /// prefetches it as soon as it knows the hash, and the line of each
+    /// [`Shard::hint_lines`] once it has the hint: by the time the burst
+    /// is looked up and processed, those lines are in cache.
+    #[inline]
+    pub fn index_line(&self, hash: u64) -> *const u8 {
+        self.table.index_addr(hash)
+    }
+
+    /// The pair lines processing a packet with this hint reads beyond the
+    /// key the look-ahead compared (see [`Shard::index_line`]); nothing
+    /// for no hint.
+    #[inline]
+    pub fn hint_lines(&self, hint: Hint) -> Option<[*const u8; 3]> {
+        let (idx, side) = hint.0?;
+        let base = self.table.pair_addr(idx)?;
+        Some(HIT_LINES[side.index()].map(|off| base.wrapping_add(off)))
     }
 
     /// [`Shard::process`] with the key's table hash computed and,

@@ -219,6 +219,14 @@ impl FlowIndex {
         }
     }
 
+    /// Where the primary bucket of `hash` lives: the line a lookup reads
+    /// first, for a caller that can prefetch it. (Only an address; this
+    /// crate never reads through it.)
+    #[inline]
+    pub fn bucket_addr(&self, hash: u64) -> *const u8 {
+        core::ptr::from_ref(self.bucket(hash as usize & self.mask)).cast()
+    }
+
     /// The value stored under `hash` for which `eq` holds. `eq` is only
     /// called for values whose 32-bit signature matches, so it is almost
     /// always called once on a hit and not at all on a miss.

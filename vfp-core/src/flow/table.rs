@@ -168,6 +168,20 @@ impl FlowTable {
         }
     }
 
+    /// The index line a lookup of `hash` reads first (see
+    /// [`FlowIndex::bucket_addr`]).
+    #[inline]
+    pub fn index_addr(&self, hash: u64) -> *const u8 {
+        self.index.bucket_addr(hash)
+    }
+
+    /// Where pair slot `idx` lives, if it is in the slab (an address for a
+    /// prefetch; it may hold a free slot).
+    #[inline]
+    pub fn pair_addr(&self, idx: u32) -> Option<*const u8> {
+        self.pairs.get(idx as usize).map(|p| core::ptr::from_ref(p).cast())
+    }
+
     /// Whether entry `e` is stored under `key`. Redirects are compared
     /// out of line: the pair case is the one a hit takes.
     #[inline(always)]
