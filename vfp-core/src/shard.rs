@@ -107,7 +107,10 @@ impl std::fmt::Debug for Shard {
 impl Shard {
     pub fn new(cfg: ShardConfig, policy: Arc<Policy>, nat: Arc<NatPorts>) -> Shard {
         Shard {
-            table: FlowTable::with_capacity(cfg.capacity, cfg.capacity),
+            // A lone shard owns every key, so it never holds a redirect:
+            // no index room is set aside for them (a smaller index stays
+            // in cache better).
+            table: FlowTable::with_capacity(cfg.capacity, if cfg.nshards > 1 { cfg.capacity } else { 0 }),
             sweeper: Sweeper::new(),
             stats: Arc::new(ShardStats::new()),
             outbox: Vec::with_capacity(OUTBOX_CAPACITY),
