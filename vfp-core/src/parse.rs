@@ -38,7 +38,7 @@ use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::tcp::TcpPacket;
 use crate::wire::udp::{self, UdpPacket};
 use crate::wire::vxlan::{self, VxlanHeader};
-use crate::wire::Error as WireError;
+use crate::wire::{be16, Error as WireError};
 
 /// Most VLAN tags followed (an 802.1ad S-tag plus an 802.1Q C-tag).
 pub const MAX_VLAN_TAGS: u8 = 2;
@@ -202,11 +202,6 @@ mod common {
     pub const TCP_END: usize = 54;
 }
 
-#[inline(always)]
-fn be16_at(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-
 /// Parses `frame` into `p` when it is the common frame: untagged
 /// Ethernet, IPv4 with a 20-byte header, neither fragmented nor claiming
 /// more bytes than the frame has, carrying a complete TCP or UDP header
@@ -222,19 +217,19 @@ fn parse_common(frame: &[u8], p: &mut Parsed) -> bool {
     };
     let ip = &h[IP..L4];
     // Version 4 with IHL 5; no MF flag, no fragment offset (DF allowed).
-    if be16_at(h, ETHERTYPE) != ethertype::IPV4 || ip[0] != 0x45 || be16_at(ip, 6) & 0x3fff != 0 {
+    if be16(h, ETHERTYPE) != ethertype::IPV4 || ip[0] != 0x45 || be16(ip, 6) & 0x3fff != 0 {
         return false;
     }
-    let total = usize::from(be16_at(ip, 2));
+    let total = usize::from(be16(ip, 2));
     if total > frame.len() - IP {
         return false;
     }
     let l4_room = total.wrapping_sub(L4 - IP);
     let proto = ip[9];
-    let (src_port, dst_port) = (be16_at(h, L4), be16_at(h, L4 + 2));
+    let (src_port, dst_port) = (be16(h, L4), be16(h, L4 + 2));
     let (payload_off, tcp_flags) = match proto {
         proto::UDP => {
-            let len = usize::from(be16_at(h, L4 + 4));
+            let len = usize::from(be16(h, L4 + 4));
             // The general walk decapsulates the VXLAN port and reports a
             // datagram length outside its IP payload.
             if total < L4 - IP + udp::HEADER_LEN
