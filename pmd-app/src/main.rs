@@ -169,6 +169,17 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         }
     }
 
+    // Control threads run off the polling CPUs (Eal::control_cpus). A
+    // thread inherits its creator's affinity, so this thread moves there
+    // while it creates them and returns to the main lcore's CPU before it
+    // starts polling.
+    let main_cpus = dpdk::eal::thread_cpus();
+    let ctl_cpus = eal.control_cpus(&lcores);
+    if dpdk::eal::pin_thread(&ctl_cpus) {
+        log::info!("control threads on CPU(s) {ctl_cpus:?}");
+    } else {
+        log::warn!("cannot move the control threads to CPU(s) {ctl_cpus:?}; they share the main lcore's CPU");
+    }
     let sources = telemetry_sources(&dp);
     if let Err(e) = dpdk::telemetry::register(sources) {
         log::warn!("DPDK telemetry: {e} (the app's counters will not be there)");
@@ -196,6 +207,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             Err(e) => {
                 // Workers are already polling: stop them before failing.
                 running.store(false, Ordering::Relaxed);
+                dpdk::eal::pin_thread(&main_cpus);
                 if let Some(w) = main_worker.take() {
                     w.run();
                 }
@@ -223,6 +235,9 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         .map_err(|e| format!("cannot start the control thread: {e}"))?;
 
     log::info!("forwarding on {} lcore(s) {:?}; Ctrl-C to stop", workers, lcores);
+    if !dpdk::eal::pin_thread(&main_cpus) {
+        log::warn!("cannot move the main lcore back to CPU(s) {main_cpus:?}");
+    }
     if let Some(w) = main_worker {
         w.run();
     }

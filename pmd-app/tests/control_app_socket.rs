@@ -3,7 +3,8 @@
 //! `--control-socket-group`, checked by running `vfpctl` as `nobody`; a
 //! stale socket left by a killed instance is replaced while a live one is
 //! never stolen; several clients at once are all answered while one of
-//! them switches paths.
+//! them switches paths; the threads serving the socket run off the CPU
+//! the worker busy-polls.
 
 mod common;
 mod control_app_support;
@@ -176,4 +177,57 @@ fn concurrent_clients_are_all_answered_while_one_switches() {
         (counter(&app.stats(), "wan", "soft", "tx_packets") > tx + 10_000).then_some(())
     });
     app.shutdown();
+}
+
+/// CPUs in a `Cpus_allowed_list` value such as `0-1,4`.
+fn cpu_list(v: &str) -> Vec<usize> {
+    v.trim()
+        .split(',')
+        .filter(|r| !r.is_empty())
+        .flat_map(|r| match r.split_once('-') {
+            Some((a, b)) => (a.parse().unwrap()..=b.parse().unwrap()).collect::<Vec<usize>>(),
+            None => vec![r.parse().unwrap()],
+        })
+        .collect()
+}
+
+/// `Cpus_allowed_list` of a /proc status file.
+fn allowed(status: &str) -> Vec<usize> {
+    let line = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap();
+    cpu_list(line.split_once(':').unwrap().1)
+}
+
+/// EAL pins the main thread to its lcore's CPU and a thread inherits its
+/// creator's affinity: the control threads must be moved off that CPU, or
+/// every request waits until the busy-polling worker's time slice ends
+/// (several milliseconds). The worker (main lcore, lcore 0 here) stays on
+/// CPU 0 and the control and accept threads may use any other CPU the
+/// process had.
+#[test]
+fn control_threads_run_off_the_polling_cpu() {
+    let mine = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
+    if !mine.contains(&0) || mine.len() < 2 {
+        eprintln!("skipped: this process may run on {mine:?}; the test needs CPU 0 and another");
+        return;
+    }
+    let d = scratch("ctlcpu");
+    let sock = d.0.join("ctl.sock");
+    let app = App::start("ctlcpu", &s(&["net_null0,no-rx=1", "net_null1,no-rx=1"]), &sock, &[]);
+    let pid = app.child.id();
+    let mut seen = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let comm = std::fs::read_to_string(t.join("comm")).unwrap().trim().to_string();
+        let cpus = allowed(&std::fs::read_to_string(t.join("status")).unwrap());
+        seen.insert(comm, cpus);
+    }
+    let others: Vec<usize> = mine.iter().copied().filter(|&c| c != 0).collect();
+    assert_eq!(seen.get("pmd-app"), Some(&vec![0]), "main lcore thread: {seen:?}");
+    for name in ["vfp-control", "vfp-ctl-accept"] {
+        assert_eq!(seen.get(name), Some(&others), "{name}: {seen:?}");
+    }
+    app.ok(&["shutdown"]);
+    let o = app.finish();
+    assert!(o.status.success(), "{}", o.all());
+    assert!(o.all().contains("control threads on CPU(s)"), "{}", o.all());
 }

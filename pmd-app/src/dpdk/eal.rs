@@ -15,6 +15,9 @@ pub enum EalError {
 pub struct Eal {
     // rte_eal_init keeps pointers into argv for the life of the process.
     _argv: Vec<CString>,
+    /// CPUs the process was allowed before EAL pinned this thread to the
+    /// main lcore.
+    original_cpus: Vec<usize>,
 }
 
 impl Eal {
@@ -25,6 +28,7 @@ impl Eal {
             .iter()
             .map(|a| CString::new(a.as_str()).map_err(|_| EalError::NulInArg(a.clone())))
             .collect::<Result<_, _>>()?;
+        let original_cpus = thread_cpus();
         let mut ptrs: Vec<*mut c_char> = argv.iter().map(|a| a.as_ptr() as *mut c_char).collect();
         // SAFETY: argv/ptrs outlive the call (argv is kept in Eal); EAL may
         // permute `ptrs` but never writes through the strings.
@@ -34,7 +38,32 @@ impl Eal {
             return Err(EalError::Init(msg));
         }
         std::mem::forget(ptrs);
-        Ok(Eal { _argv: argv })
+        Ok(Eal {
+            _argv: argv,
+            original_cpus,
+        })
+    }
+
+    /// CPUs for the app's control threads: those the process was allowed
+    /// at start-up minus the CPUs of `lcores` (which busy-poll), so a
+    /// control request never waits for a polling worker's time slice; all
+    /// of them when the lcores take every CPU. (EAL pins the main thread
+    /// to the main lcore's CPU, and threads inherit their creator's
+    /// affinity: without this the control threads shared that CPU with a
+    /// worker and a request could wait a whole scheduler slice, ~5 ms.)
+    pub fn control_cpus(&self, lcores: &[u32]) -> Vec<usize> {
+        let busy: Vec<usize> = lcores.iter().filter_map(|&l| lcore_cpu(l)).collect();
+        let free: Vec<usize> = self
+            .original_cpus
+            .iter()
+            .copied()
+            .filter(|c| !busy.contains(c))
+            .collect();
+        if free.is_empty() {
+            self.original_cpus.clone()
+        } else {
+            free
+        }
     }
 
     /// Lcore ids enabled by `-l`/`-c`, main lcore first.
@@ -62,6 +91,42 @@ impl Eal {
     pub fn socket_id(&self) -> i32 {
         // SAFETY: plain getter.
         unsafe { dpdk_sys::rte_socket_id() as i32 }
+    }
+}
+
+/// The CPU an lcore runs on (the first of its set with `--lcores`).
+fn lcore_cpu(lcore: u32) -> Option<usize> {
+    // SAFETY: plain getter over EAL's lcore table; -1 for an unknown lcore.
+    let c = unsafe { dpdk_sys::rte_lcore_to_cpu_id(lcore as i32) };
+    usize::try_from(c).ok()
+}
+
+/// CPUs the calling thread may run on (empty if the kernel will not say).
+pub fn thread_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data, zero is a valid (empty) set, and
+    // sched_getaffinity writes at most the size we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Restricts the calling thread (and the threads it creates from now on)
+/// to `cpus`. Returns false, changing nothing, if the kernel refuses.
+pub fn pin_thread(cpus: &[usize]) -> bool {
+    // SAFETY: as in thread_cpus; the set is built here and only read by
+    // the kernel.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &c in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
+            libc::CPU_SET(c, &mut set);
+        }
+        !cpus.is_empty() && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
     }
 }
 
