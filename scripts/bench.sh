@@ -42,6 +42,9 @@ CTL=target/release/vfpctl
 EAL_COMMON=(--no-pci --log-level lib.eal:error)
 if [ "$(cat /sys/kernel/mm/hugepages/hugepages-2048kB/free_hugepages 2>/dev/null || echo 0)" -lt 512 ]; then
   echo "bench: no hugepages, using --no-huge (slower)"; EAL_COMMON+=(--no-huge -m 2048)
+else
+  # Hugepage files go back to the system when a process exits.
+  EAL_COMMON+=(--huge-unlink)
 fi
 # Keep pmd-app's control thread off the forwarding core.
 PIN=(taskset -c 0-1)
