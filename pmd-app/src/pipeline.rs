@@ -98,6 +98,9 @@ impl Pipeline {
         for i in 0..n {
             let Some(m) = burst.get_mut(i) else { break };
             self.fates[i] = self.prepare(i, m, vport).err();
+            if self.fates[i].is_none() {
+                dpdk::prefetch(self.shard.index_line(self.hashes[i]));
+            }
         }
         for i in 0..n {
             if self.fates[i].is_none() {
@@ -149,9 +152,7 @@ impl Pipeline {
         }
         p.key.vport = vport;
         p.key.dir = dir;
-        let h = p.key.table_hash();
-        dpdk::prefetch(self.shard.index_line(h));
-        self.hashes[i] = h;
+        self.hashes[i] = p.key.table_hash();
         Ok(())
     }
 }

@@ -321,7 +321,7 @@ impl Shard {
             return Verdict::Drop(DropReason::NoFlow);
         };
         let len = frame.len();
-        let x = &pair.sides[side.index()].xpos;
+        let x = pair.xpos(side);
         let vport = x.out_vport;
         let outer = if vport < 64 && self.offload_vports & (1 << vport) != 0 {
             OuterChecksum::Offload
@@ -402,7 +402,7 @@ impl Shard {
         let Some(p) = self.table.pair(idx) else {
             return Err(DropReason::NoFlow);
         };
-        let (first, old_nat, old_rev) = (p.first, p.nat, p.sides[1].key);
+        let (first, old_nat, old_rev) = (p.first, p.nat, *p.key(Side::Reverse));
         self.stats.reconciled.inc();
         let policy = Arc::clone(&self.policy);
         let a = match engine::evaluate(&policy, &first.parsed, first.key()) {

@@ -60,16 +60,6 @@ fn pair_ref(idx: u32, side: Side) -> u32 {
     idx << 1 | side as u32
 }
 
-#[inline]
-fn key_of<'a>(e: u32, pairs: &'a [Option<FlowPair>], redirects: &'a [Option<Redirect>]) -> Option<&'a FlowKey> {
-    if e & REDIRECT != 0 {
-        redirects.get((e & !REDIRECT) as usize)?.as_ref().map(|r| &r.key)
-    } else {
-        let p = pairs.get((e >> 1) as usize)?.as_ref()?;
-        Some(&p.sides[(e & 1) as usize].key)
-    }
-}
-
 pub struct FlowTable {
     index: FlowIndex,
     pairs: Vec<Option<FlowPair>>,
@@ -197,7 +187,10 @@ impl FlowTable {
 
     #[inline(never)]
     fn redirect_holds(&self, e: u32, key: &FlowKey) -> bool {
-        key_of(e, &self.pairs, &self.redirects) == Some(key)
+        match self.redirects.get((e & !REDIRECT) as usize) {
+            Some(Some(r)) => r.key == *key,
+            _ => false,
+        }
     }
 
     #[inline]
@@ -297,8 +290,7 @@ impl FlowTable {
     pub fn insert_redirect(&mut self, key: FlowKey, owner: usize) -> Result<(), InsertError> {
         let owner = u16::try_from(owner).map_err(|_| InsertError::Full)?;
         let h = key.table_hash();
-        let (pairs, redirects) = (&self.pairs, &self.redirects);
-        let found = self.index.find(h, |e| key_of(e, pairs, redirects) == Some(&key));
+        let found = self.index.find(h, |e| self.holds(e, &key));
         if let Some(e) = found {
             if e & REDIRECT == 0 {
                 return Err(InsertError::Conflict);

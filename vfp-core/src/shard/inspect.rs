@@ -70,8 +70,8 @@ pub struct FlowInfo {
 
 impl FlowInfo {
     pub fn new(shard: usize, id: u32, p: &FlowPair, now_ns: u64) -> FlowInfo {
-        let (f, r) = (Side::Forward.index(), Side::Reverse.index());
-        let k = &p.sides[f].key;
+        let (f, r) = (Side::Forward, Side::Reverse);
+        let k = p.key(f);
         let ports = has_ports(k);
         FlowInfo {
             shard,
@@ -82,17 +82,17 @@ impl FlowInfo {
             src: fmt_addr(&k.src, k.src_port, ports),
             dst: fmt_addr(&k.dst, k.dst_port, ports),
             forward: fmt_key(k),
-            reverse: fmt_key(&p.sides[r].key),
+            reverse: fmt_key(p.key(r)),
             state: p.state_str().to_string(),
-            packets_fwd: p.sides[f].counters.packets,
-            bytes_fwd: p.sides[f].counters.bytes,
-            packets_rev: p.sides[r].counters.packets,
-            bytes_rev: p.sides[r].counters.bytes,
+            packets_fwd: p.counters(f).packets,
+            bytes_fwd: p.counters(f).bytes,
+            packets_rev: p.counters(r).packets,
+            bytes_rev: p.counters(r).bytes,
             age_ns: now_ns.saturating_sub(p.created_ns),
             idle_ns: now_ns.saturating_sub(p.last_seen_ns),
             generation: p.generation,
-            action_fwd: p.sides[f].xpos.describe(),
-            action_rev: p.sides[r].xpos.describe(),
+            action_fwd: p.xpos(f).describe(),
+            action_rev: p.xpos(r).describe(),
             nat: p.nat.map(|b| format!("{}:{}", fmt_v4(b.addr), b.port)),
         }
     }
