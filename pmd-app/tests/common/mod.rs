@@ -41,30 +41,50 @@ impl Drop for Scratch {
 /// A unique EAL file prefix so tests run side by side.
 pub fn prefix(name: &str) -> String {
     static SWEEP: std::sync::Once = std::sync::Once::new();
-    SWEEP.call_once(sweep_runtime_dirs);
+    SWEEP.call_once(|| {
+        sweep_dead("/run/dpdk", |d| std::fs::remove_dir_all(d));
+        for mnt in hugetlbfs_mounts() {
+            sweep_dead(&mnt, |f| std::fs::remove_file(f));
+        }
+    });
     format!("vfpt-{name}-{}", std::process::id())
 }
 
-/// Removes the DPDK runtime directories (`/run/dpdk/vfpt-NAME-PID`) that
-/// test binaries which are no longer running left behind: DPDK keeps them
-/// after an app exits, about 6 MB of tmpfs each with `--no-huge`.
-fn sweep_runtime_dirs() {
-    let Ok(dirs) = std::fs::read_dir("/run/dpdk") else {
+/// Removes what test apps that are no longer running left under `dir`
+/// with a `vfpt-NAME-PID` name: DPDK keeps its runtime directory in
+/// `/run/dpdk` after an app exits (about 6 MB of tmpfs each with
+/// `--no-huge`), and its hugepage files (`vfpt-NAME-PIDmap_N`) when it
+/// ran without `--huge-unlink`.
+fn sweep_dead(dir: &str, remove: impl Fn(&std::path::Path) -> std::io::Result<()>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    for d in dirs.flatten() {
-        let name = d.file_name().to_string_lossy().into_owned();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
         let Some(pid) = name
             .strip_prefix("vfpt-")
+            .and_then(|rest| rest.split("map_").next())
             .and_then(|rest| rest.rsplit('-').next())
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
         };
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_dir_all(d.path());
+            let _ = remove(&e.path());
         }
     }
+}
+
+/// Mount points of hugetlbfs file systems.
+pub fn hugetlbfs_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && f[2] == "hugetlbfs").then(|| f[1].to_owned())
+        })
+        .collect()
 }
 
 /// EAL options every test uses: no PCI, no hugepages, its own prefix.
@@ -247,10 +267,7 @@ pub fn hugepages_available() -> bool {
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let mounted = std::fs::read_to_string("/proc/mounts")
-        .map(|m| m.contains("hugetlbfs"))
-        .unwrap_or(false);
-    n >= 256 && mounted
+    n >= 256 && !hugetlbfs_mounts().is_empty()
 }
 
 /// A running app under its control socket, followed helper processes.
