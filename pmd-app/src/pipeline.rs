@@ -84,14 +84,17 @@ impl Pipeline {
     /// queueing one behind the other:
     /// 1. parse every packet into its descriptor, hash its key and
     ///    prefetch the index line its lookup reads;
-    /// 2. look every key up ahead ([`Shard::look_ahead`]): independent
-    ///    lookups, whose misses the processor overlaps; prefetch the pair
-    ///    lines processing will read (its shared line and transposition);
+    /// 2. look every hash up ahead in the index ([`Shard::look_ahead`]):
+    ///    independent reads, whose misses the processor overlaps; prefetch
+    ///    the pair lines processing will read (shared line, key,
+    ///    transposition);
     /// 3. process each packet in arrival order with its look-ahead hint.
     ///
-    /// Pass 3 trusts a hint only if the pair still holds the key, so a
-    /// flow created or removed by an earlier packet of the burst is seen
-    /// by the later ones. Returns one fate per packet, in order.
+    /// Pass 3 trusts a hint only if the pair holds the packet's key, so a
+    /// signature shared by two keys costs a full lookup, never the wrong
+    /// flow, and a flow created or removed by an earlier packet of the
+    /// burst is seen by the later ones. Returns one fate per packet, in
+    /// order.
     #[inline(always)]
     pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) -> &[Option<Fate>] {
         let n = burst.len();
@@ -104,7 +107,7 @@ impl Pipeline {
         }
         for i in 0..n {
             if self.fates[i].is_none() {
-                let hint = self.shard.look_ahead(&self.parsed[i].key, self.hashes[i]);
+                let hint = self.shard.look_ahead(self.hashes[i]);
                 if let Some(lines) = self.shard.hint_lines(hint) {
                     lines.into_iter().for_each(dpdk::prefetch);
                 }

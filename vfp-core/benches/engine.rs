@@ -155,7 +155,7 @@ fn run_burst(s: &mut Shard, bufs: &mut [[u8; 256]], pkts: &[[u8; SLOT]], parsed:
         hashes[i] = p.key.table_hash();
     }
     for i in 0..pkts.len() {
-        hints[i] = s.look_ahead(&parsed[i].key, hashes[i]);
+        hints[i] = s.look_ahead(hashes[i]);
     }
     let mut fwd = 0;
     for i in 0..pkts.len() {

@@ -51,7 +51,9 @@ use crate::frame::Frame;
 use crate::parse::{Fragment, Parsed, L3};
 use crate::policy::Policy;
 
-/// What [`Shard::look_ahead`] found: the pair side a key led to, if any.
+/// What [`Shard::look_ahead`] found: the pair side a hash most likely
+/// leads to, if any. A candidate only: processing confirms it with one
+/// key compare.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Hint(Option<(u32, Side)>);
 
@@ -207,18 +209,18 @@ impl Shard {
         self.process_hinted(frame, parsed, hash, Hint::NONE, now_ns, may_redirect)
     }
 
-    /// Looks `key` (with its [`FlowKey::table_hash`] `hash`) up ahead of
-    /// processing, without changing anything; the result lets
-    /// [`Shard::process_hinted`] skip its own lookup. A burst does this
-    /// for every packet before it processes any: the lookups are
-    /// independent, so the processor overlaps their cache misses instead
-    /// of taking them one by one.
+    /// Looks a key's [`FlowKey::table_hash`] up ahead of processing, in
+    /// the index only ([`FlowTable::candidate`]): the pair side it most
+    /// likely leads to, or no hint. [`Shard::process_hinted`] confirms
+    /// the hint with one key compare and then skips its own lookup. A
+    /// burst does this for every packet before it processes any: the
+    /// index reads are independent, so the processor overlaps their cache
+    /// misses instead of taking them one by one, and the pair itself is
+    /// first read when the packet is processed (after its lines were
+    /// prefetched, [`Shard::hint_lines`]), not twice.
     #[inline]
-    pub fn look_ahead(&self, key: &FlowKey, hash: u64) -> Hint {
-        match self.table.lookup_hashed(hash, key) {
-            Some(Lookup::Pair { idx, side }) => Hint(Some((idx, side))),
-            _ => Hint::NONE,
-        }
+    pub fn look_ahead(&self, hash: u64) -> Hint {
+        Hint(self.table.candidate(hash))
     }
 
     /// The index line a [`Shard::look_ahead`] of `hash` reads first. An
@@ -231,11 +233,11 @@ impl Shard {
         self.table.index_addr(hash)
     }
 
-    /// The pair lines processing a packet with this hint reads beyond the
-    /// key the look-ahead compared (see [`Shard::index_line`]); nothing
-    /// for no hint.
+    /// The pair lines processing a packet with this hint reads: shared
+    /// state, the side's key and counters, its transposition (see
+    /// [`Shard::index_line`]); nothing for no hint.
     #[inline]
-    pub fn hint_lines(&self, hint: Hint) -> Option<[*const u8; 3]> {
+    pub fn hint_lines(&self, hint: Hint) -> Option<[*const u8; 4]> {
         let (idx, side) = hint.0?;
         let base = self.table.pair_addr(idx)?;
         Some(HIT_LINES[side.index()].map(|off| base.wrapping_add(off)))
@@ -243,9 +245,10 @@ impl Shard {
 
     /// [`Shard::process`] with the key's table hash computed and,
     /// optionally, a [`Shard::look_ahead`] result from earlier in the same
-    /// burst. The hint is only trusted if the pair it names still holds
-    /// this key (an earlier packet of the burst may have removed or
-    /// replaced it); otherwise the key is looked up again.
+    /// burst. The hint is only trusted if the pair it names holds this
+    /// key (the index's signature may be another key's, and an earlier
+    /// packet of the burst may have removed or replaced the pair);
+    /// otherwise the key is looked up in full.
     pub fn process_hinted(
         &mut self,
         frame: &mut Frame,

@@ -269,7 +269,7 @@ fn a_stale_look_ahead_hint_is_looked_up_again() {
     let ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
     let parsed = parsed_for(&ack, VM);
     let hash = parsed.key.table_hash();
-    let hint = s.look_ahead(&parsed.key, hash);
+    let hint = s.look_ahead(hash);
     assert_ne!(hint, Hint::NONE);
     // ...then, before the packet is processed, the pair goes and another
     // connection takes its slot.
@@ -291,4 +291,33 @@ fn a_stale_look_ahead_hint_is_looked_up_again() {
         (1, "10.0.0.1:2000"),
         "{flows:?}"
     );
+}
+
+/// A look-ahead hint is a candidate from the index's signatures, not a
+/// confirmed match: one that names another live connection's pair (as a
+/// shared signature would) is checked against the packet's key, and the
+/// packet is counted on, and rewritten by, its own connection.
+#[test]
+fn a_hint_naming_another_flow_is_not_trusted() {
+    use vfp_core::frame::Frame;
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let a = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
+    let b = tcp_frame(VM_MAC, GW_MAC, (C, 2000), (S, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &a, VM, 0).0, Verdict::Forward { vport: WAN });
+    assert_eq!(run(&mut s, &b, VM, 0).0, Verdict::Forward { vport: WAN });
+    let b_ack = tcp_frame(VM_MAC, GW_MAC, (C, 2000), (S, 80), tcp::ACK);
+    let b_hint = s.look_ahead(parsed_for(&b_ack, VM).key.table_hash());
+    assert_ne!(b_hint, Hint::NONE);
+    let a_ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
+    let parsed = parsed_for(&a_ack, VM);
+    let mut buf = vec![0u8; 128 + a_ack.len()];
+    buf[128..].copy_from_slice(&a_ack);
+    let mut frame = Frame::new(&mut buf, 128, a_ack.len()).unwrap();
+    let v = s.process_hinted(&mut frame, &parsed, parsed.key.table_hash(), b_hint, 0, true);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    let mut flows = s.flows(&FlowFilter::default(), 10);
+    flows.sort_by(|x, y| x.src.cmp(&y.src));
+    let seen: Vec<(&str, u64)> = flows.iter().map(|f| (f.src.as_str(), f.packets_fwd)).collect();
+    assert_eq!(seen, [("10.0.0.1:1000", 2), ("10.0.0.1:2000", 1)]);
 }

@@ -2,8 +2,10 @@
 //! either vport of the documented example policy (ACL + SNAT + DNAT port
 //! forward + VXLAN encap/decap) through one long-lived shard, so later
 //! inputs hit flows earlier ones created. Some inputs are looked up ahead
-//! (as the app's bursts do) and some of those have flows expired between
-//! the look-ahead and processing, so stale hints are exercised. Nothing
+//! (as the app's bursts do), some with the previous input's hash (a hint
+//! naming another flow, as a shared index signature gives), and some of
+//! those have flows expired between the look-ahead and processing, so
+//! stale hints are exercised. Nothing
 //! may panic, and a forwarded frame must stay inside its buffer with a
 //! sane length.
 
@@ -51,6 +53,7 @@ fn new_shard() -> Shard {
 
 thread_local! {
     static SHARD: RefCell<(Shard, u64)> = RefCell::new((new_shard(), 0));
+    static LAST_HASH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -76,10 +79,11 @@ fuzz_target!(|data: &[u8]| {
         let (shard, now) = &mut *s.borrow_mut();
         *now += 1_000_000;
         let hash = p.key.table_hash();
-        let hint = if ctl & 4 != 0 {
-            shard.look_ahead(&p.key, hash)
-        } else {
-            Hint::NONE
+        let last = LAST_HASH.with(|h| h.replace(hash));
+        let hint = match ctl & 0x14 {
+            0x04 => shard.look_ahead(hash),
+            0x14 => shard.look_ahead(last),
+            _ => Hint::NONE,
         };
         if ctl & 8 != 0 {
             // Whatever the look-ahead found may be gone now.

@@ -261,6 +261,31 @@ impl FlowIndex {
         find_in(alt, alt.matching(sig), &mut eq)
     }
 
+    /// The value a lookup of `hash` most likely ends at, without asking
+    /// the caller's key: the first slot with its signature in the primary
+    /// bucket, else in the alternate one. Reads one line (two when the
+    /// entry sits in its alternate bucket); a burst takes it for every
+    /// packet ahead of processing, and confirms it with one key compare
+    /// when it processes the packet.
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<u32> {
+        let sig = signature(hash);
+        let primary = hash as usize & self.mask;
+        let bucket = self.bucket(primary);
+        let mask = bucket.matching(sig);
+        if mask != 0 {
+            return Some(bucket.val[mask.trailing_zeros() as usize % SLOTS]);
+        }
+        self.alternate_candidate(primary, sig)
+    }
+
+    #[inline(never)]
+    fn alternate_candidate(&self, primary: usize, sig: u32) -> Option<u32> {
+        let alt = self.bucket(self.other_bucket(primary, sig));
+        let mask = alt.matching(sig);
+        (mask != 0).then(|| alt.val[mask.trailing_zeros() as usize % SLOTS])
+    }
+
     /// Stores `val` under `hash`. The caller guarantees its key is not
     /// already stored (different keys may share a hash). When both buckets
     /// of `hash` are full, entries are moved to their other buckets along

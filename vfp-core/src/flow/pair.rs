@@ -77,16 +77,16 @@ pub struct FlowPair {
     pub first: FirstPacket,
 }
 
-/// Byte offsets inside a pair of the cache lines a hit on each side reads
-/// besides the line its lookup compared the key in: the shared line 0 and
-/// the side's two transposition lines. For callers that prefetch them.
-pub const HIT_LINES: [[usize; 3]; 2] = {
+/// Byte offsets inside a pair of the cache lines a hit on each side reads:
+/// the shared line 0, the side's key and counters line and its two
+/// transposition lines. For callers that prefetch them.
+pub const HIT_LINES: [[usize; 4]; 2] = {
     let side = core::mem::size_of::<SideState>();
     let xpos = core::mem::offset_of!(SideState, xpos);
     let first = core::mem::offset_of!(FlowPair, sides);
     [
-        [0, first + xpos, first + xpos + 64],
-        [0, first + side + xpos, first + side + xpos + 64],
+        [0, first, first + xpos, first + xpos + 64],
+        [0, first + side, first + side + xpos, first + side + xpos + 64],
     ]
 };
 
@@ -191,13 +191,15 @@ mod tests {
     }
 
     /// The prefetch targets follow the layout: line 0 and, for each side,
-    /// the two lines its transposition occupies.
+    /// its key line and the two lines its transposition occupies.
     #[test]
     fn hit_lines_are_the_lines_a_hit_reads() {
         let base = core::mem::offset_of!(FlowPair, sides);
         for (s, lines) in HIT_LINES.iter().enumerate() {
-            let xpos = base + s * core::mem::size_of::<SideState>() + core::mem::offset_of!(SideState, xpos);
-            assert_eq!(lines, &[0, xpos, xpos + 64]);
+            let side = base + s * core::mem::size_of::<SideState>();
+            let xpos = side + core::mem::offset_of!(SideState, xpos);
+            assert_eq!(core::mem::offset_of!(SideState, key), 0);
+            assert_eq!(lines, &[0, side, xpos, xpos + 64]);
             assert!(lines
                 .iter()
                 .all(|l| l % 64 == 0 && *l < core::mem::size_of::<FlowPair>()));

@@ -8,9 +8,9 @@
 //! the key itself is read from the slab when comparing (the index's 32-bit
 //! signatures make a wasted comparison rare, and a hit needs the pair's
 //! cache lines anyway). A lookup reads one index cache line (two when the
-//! entry sits in its alternate bucket) and then the pair; a burst looks
-//! all its keys up before processing any (`Shard::look_ahead`), so those
-//! misses overlap.
+//! entry sits in its alternate bucket) and then the pair; a burst reads
+//! the index for all its keys before processing any (`Shard::look_ahead`,
+//! [`FlowTable::candidate`]), so those misses overlap.
 //!
 //! Capacity is fixed at construction and nothing grows afterwards: the
 //! slabs are reserved up front (committed by [`FlowTable::prefault`]) and
@@ -156,6 +156,19 @@ impl FlowTable {
             let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
             Some(Lookup::Pair { idx: e >> 1, side })
         }
+    }
+
+    /// The pair side a lookup of `hash` most likely finds, from the
+    /// index alone ([`FlowIndex::candidate`]): the key it holds is not
+    /// compared, so the caller must confirm it.
+    #[inline]
+    pub fn candidate(&self, hash: u64) -> Option<(u32, Side)> {
+        let e = self.index.candidate(hash)?;
+        if e & REDIRECT != 0 {
+            return None;
+        }
+        let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
+        Some((e >> 1, side))
     }
 
     /// The index line a lookup of `hash` reads first (see

@@ -263,3 +263,44 @@ proptest! {
         check_against_model(&ops, clumped_hash, 64, true);
     }
 }
+
+/// The candidate is what a find tries first, from signatures alone: the
+/// caller's key is never asked, so a signature shared by two entries
+/// yields the first of them, and the caller must confirm it.
+#[test]
+fn candidate_is_the_first_signature_match() {
+    let mut idx = FlowIndex::with_capacity(64);
+    assert_eq!(idx.candidate(hash(7, 3)), None);
+    idx.insert(hash(7, 3), 10).unwrap();
+    idx.insert(hash(7, 3), 11).unwrap();
+    assert_eq!(idx.candidate(hash(7, 3)), Some(10));
+    assert_eq!(idx.find(hash(7, 3), |v| v == 11), Some(11));
+    assert_eq!(idx.candidate(hash(8, 3)), None);
+    assert_eq!(idx.candidate(hash(7, 4)), None);
+}
+
+/// In a well-filled index (75%, entries in their alternate bucket
+/// included) every entry is its own hash's candidate, and a hash never
+/// stored has none.
+#[test]
+fn candidate_finds_entries_in_either_bucket() {
+    let n = 6 * 64;
+    let mut idx = FlowIndex::with_capacity(n);
+    for i in 0..n as u64 {
+        idx.insert(mix(i), i as u32).unwrap();
+    }
+    let in_alternate = (0..n as u64)
+        .filter(|&i| {
+            let p = idx.place(mix(i));
+            let b = idx.bucket(p.primary);
+            !(0..SLOTS).any(|s| b.sig[s] == p.sig && b.val[s] == i as u32)
+        })
+        .count();
+    assert!(in_alternate > 0, "no entry was displaced: the test proves nothing");
+    for i in 0..n as u64 {
+        assert_eq!(idx.candidate(mix(i)), Some(i as u32), "entry {i}");
+    }
+    for i in n as u64..n as u64 + 1000 {
+        assert_eq!(idx.candidate(mix(i)), None, "absent {i}");
+    }
+}
