@@ -23,6 +23,11 @@ use crate::parse::{Fragment, Parsed, L3};
 use crate::shard::DropReason;
 use crate::wire::checksum;
 
+/// Where the common frame (untagged Ethernet, IPv4 without options) has
+/// its IPv4 and L4 headers.
+const FIXED_L3: usize = 14;
+const FIXED_L4: usize = FIXED_L3 + 20;
+
 /// A new address (v4-mapped for IPv4) and optionally a new port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rewrite {
@@ -89,6 +94,23 @@ impl Transposition {
         parsed: &Parsed,
         outer: OuterChecksum,
     ) -> Result<ChecksumPlan, DropReason> {
+        match self.common_frame(frame, parsed) {
+            Some(Ok(())) => {}
+            Some(Err(r)) => return Err(r),
+            None => self.transpose_key_frame(frame, parsed)?,
+        }
+        let mut plan = ChecksumPlan::default();
+        if let Some(e) = &self.encap {
+            e.push(frame, outer).map_err(|_| DropReason::NoHeadroom)?;
+            plan.outer_ipv4_offloaded = outer == OuterChecksum::Offload;
+        }
+        Ok(plan)
+    }
+
+    /// The rewrites of the key frame (everything but a pushed header), on
+    /// any frame the parser described.
+    #[inline(never)]
+    fn transpose_key_frame(&self, frame: &mut Frame, parsed: &Parsed) -> Result<(), DropReason> {
         if let Some(vni) = self.decap {
             match parsed.outer {
                 Some(o) if o.vni == vni => {}
@@ -136,12 +158,84 @@ impl Transposition {
             }
             _ => {}
         }
-        let mut plan = ChecksumPlan::default();
-        if let Some(e) = &self.encap {
-            e.push(frame, outer).map_err(|_| DropReason::NoHeadroom)?;
-            plan.outer_ipv4_offloaded = outer == OuterChecksum::Offload;
+        Ok(())
+    }
+
+    /// [`Transposition::transpose_key_frame`] for the common frame, at
+    /// fixed offsets: an IPv4 TCP/UDP rewrite with precomputed deltas
+    /// ([`Transposition::with_deltas`]) of a plain frame (no VXLAN to
+    /// pop or pass through, untagged Ethernet, IPv4 without options, an
+    /// L4 header). The headers are one fixed-size array, so no step
+    /// checks a bound or an offset again. The same stores in the same
+    /// order as the general path, hence the same bytes (a property test
+    /// compares the two). None when the frame or the transposition is not
+    /// of that kind.
+    #[inline(always)]
+    fn common_frame(&self, frame: &mut Frame, p: &Parsed) -> Option<Result<(), DropReason>> {
+        let d = self.deltas.as_ref()?;
+        let plain = self.decap.is_none()
+            && p.outer.is_none()
+            && p.l3 == L3::Ipv4
+            && p.l3_off == FIXED_L3 as u16
+            && p.l4_off == FIXED_L4 as u16
+            && p.fragment != Fragment::Later;
+        if !plain {
+            return None;
         }
-        Ok(plan)
+        let data = frame.data_mut();
+        if d.udp {
+            let h: &mut [u8; FIXED_L4 + 8] = data.get_mut(..FIXED_L4 + 8)?.try_into().ok()?;
+            Some(self.rewrite_fixed::<{ FIXED_L4 + 8 }, { FIXED_L4 + 6 }>(h, d))
+        } else {
+            let h: &mut [u8; FIXED_L4 + 18] = data.get_mut(..FIXED_L4 + 18)?.try_into().ok()?;
+            Some(self.rewrite_fixed::<{ FIXED_L4 + 18 }, { FIXED_L4 + 16 }>(h, d))
+        }
+    }
+
+    /// The steps of [`Transposition::transpose_key_frame`] on the headers
+    /// of a common frame (`N` bytes, the L4 checksum at `CSUM`).
+    #[inline(always)]
+    fn rewrite_fixed<const N: usize, const CSUM: usize>(&self, h: &mut [u8; N], d: &Deltas) -> Result<(), DropReason> {
+        const IP: usize = FIXED_L3;
+        const L4: usize = FIXED_L4;
+        if self.dec_ttl {
+            let ttl = h[IP + 8];
+            if ttl <= 1 {
+                return Err(DropReason::TtlExpired);
+            }
+            let old = get16(h, IP + 8);
+            h[IP + 8] = ttl - 1;
+            let c = checksum::update16(get16(h, IP + 10), old, get16(h, IP + 8));
+            put16(h, IP + 10, c);
+        }
+        if let Some(r) = &self.src {
+            h[IP + 12..IP + 16].copy_from_slice(&r.addr[12..]);
+        }
+        if let Some(r) = &self.dst {
+            h[IP + 16..IP + 20].copy_from_slice(&r.addr[12..]);
+        }
+        let c = checksum::apply_delta(get16(h, IP + 10), d.ip);
+        put16(h, IP + 10, c);
+        if let Some(port) = self.src.and_then(|r| r.port) {
+            put16(h, L4, port);
+        }
+        if let Some(port) = self.dst.and_then(|r| r.port) {
+            put16(h, L4 + 2, port);
+        }
+        let c = get16(h, CSUM);
+        let c = if d.udp {
+            checksum::udp_apply_delta(c, d.l4)
+        } else {
+            checksum::apply_delta(c, d.l4)
+        };
+        put16(h, CSUM, c);
+        if let Some(m) = self.dst_mac {
+            h[0..6].copy_from_slice(&m);
+        }
+        if let Some(m) = self.src_mac {
+            h[6..12].copy_from_slice(&m);
+        }
+        Ok(())
     }
 
     /// Precomputes the checksum changes of the address/port rewrite for
@@ -434,3 +528,6 @@ pub(crate) fn fmt_mac(m: [u8; 6]) -> String {
         m[0], m[1], m[2], m[3], m[4], m[5]
     )
 }
+
+#[cfg(test)]
+mod tests;
