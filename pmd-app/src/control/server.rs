@@ -8,9 +8,13 @@
 //! socket file, stops accepting, lets every connection finish the request
 //! it is on, and joins all threads.
 //!
-//! The listener is non-blocking and polled every few milliseconds: that
-//! keeps shutdown prompt without any `unsafe` (no self-pipe or poll(2)),
-//! at the cost of a negligible accept latency on an operator socket.
+//! The accept thread blocks in accept(2), so a client is served the
+//! moment it connects. The listener carries a receive timeout
+//! (`SO_RCVTIMEO`, which Linux applies to accept on a Unix socket), so the
+//! thread also wakes every [`ACCEPT_WAKE`] to see whether the server is
+//! stopping: shutdown stays prompt without a self-pipe or any `unsafe`.
+//! (It used to poll a non-blocking listener every 10 ms, which made every
+//! request wait for the next poll, 10 ms for back-to-back `vfpctl` calls.)
 //!
 //! [`socket_file`]: super::socket_file
 //! [`connection::serve`]: super::connection::serve
@@ -32,8 +36,8 @@ use super::handler::Handler;
 use super::protocol::{encode_reply, CtlError};
 use super::socket_file::{self, SocketFile};
 
-/// How often the accept thread looks for new clients and for shutdown.
-const ACCEPT_POLL: Duration = Duration::from_millis(10);
+/// How often an accept thread with no client wakes to look for shutdown.
+const ACCEPT_WAKE: Duration = Duration::from_millis(20);
 
 /// Resource limits of the server.
 #[derive(Clone, Debug)]
@@ -81,7 +85,7 @@ impl Server {
     /// in use by a running instance, is not a socket, or cannot be created.
     pub fn bind(path: &Path, group: Option<&str>) -> io::Result<Server> {
         let (listener, file) = socket_file::bind(path, group)?;
-        listener.set_nonblocking(true)?;
+        socket2::SockRef::from(&listener).set_read_timeout(Some(ACCEPT_WAKE))?;
         Ok(Server {
             listener,
             file,
@@ -176,8 +180,12 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
                     threads.push(t);
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(ACCEPT_POLL),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // The receive timeout passed with no client (EAGAIN).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) => {}
             Err(e) => {
                 // E.g. EMFILE: back off instead of spinning.
                 log::warn!("control socket accept failed: {e}");
