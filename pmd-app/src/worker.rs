@@ -71,8 +71,6 @@ const INBOX_BUDGET: usize = 256;
 /// A busy worker looks at its commands and inbox every this many
 /// iterations (an idle one on every iteration).
 const CTL_POLL_EVERY: u32 = 4;
-/// Flow-table slots examined for expiry per iteration.
-const EXPIRE_BUDGET: usize = 16;
 
 /// What every worker shares with the others and the control plane.
 #[derive(Clone)]
@@ -157,7 +155,7 @@ impl Worker {
             self.send_msgs();
             self.flush_tx();
             if let Some(p) = self.pipe.as_mut() {
-                p.shard.expire(now, EXPIRE_BUDGET);
+                p.shard.expire_paced(now);
                 self.send_msgs();
             }
             let dt = dpdk::rdtsc().wrapping_sub(t0);

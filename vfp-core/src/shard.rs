@@ -483,6 +483,18 @@ impl Shard {
         n
     }
 
+    /// [`Shard::expire`] paced by the clock ([`Sweeper::paced_budget`]):
+    /// the poll loop calls it every iteration and the slab is swept once
+    /// per [`SWEEP_PERIOD_NS`](crate::flow::expiry::SWEEP_PERIOD_NS),
+    /// whatever the iteration rate.
+    #[inline]
+    pub fn expire_paced(&mut self, now_ns: u64) -> usize {
+        match self.sweeper.paced_budget(now_ns, self.table.slots()) {
+            0 => 0,
+            budget => self.expire(now_ns, budget),
+        }
+    }
+
     /// Removes every pair (redirects held for other shards stay).
     pub fn flush(&mut self) -> usize {
         let ids: Vec<u32> = self.table.iter().map(|(i, _)| i).collect();

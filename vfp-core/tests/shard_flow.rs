@@ -321,3 +321,23 @@ fn a_hint_naming_another_flow_is_not_trusted() {
     let seen: Vec<(&str, u64)> = flows.iter().map(|f| (f.src.as_str(), f.packets_fwd)).collect();
     assert_eq!(seen, [("10.0.0.1:1000", 2), ("10.0.0.1:2000", 1)]);
 }
+
+/// Paced expiry, called as often as a poll loop would, removes an idle
+/// pair within one sweep period after its timeout, and not before.
+#[test]
+fn paced_expiry_removes_an_idle_pair_within_a_period_of_its_timeout() {
+    use vfp_core::flow::expiry::SWEEP_PERIOD_NS;
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let syn = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &syn, VM, 0).0, Verdict::Forward { vport: WAN });
+    let timeout = 30 * SEC; // SYN seen, no reply: tcp_syn
+    let mut now = 0;
+    while s.len() == 1 {
+        now += 10_000_000;
+        assert!(now <= timeout + 2 * SWEEP_PERIOD_NS, "still there at {now} ns");
+        s.expire_paced(now);
+    }
+    assert!(now > timeout, "removed at {now} ns, before its timeout");
+    assert!(now <= timeout + SWEEP_PERIOD_NS + 10_000_000, "removed at {now} ns");
+}

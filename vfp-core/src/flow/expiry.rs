@@ -2,6 +2,12 @@
 //! slots from a cursor, so the poll loop can expire flows a little at a
 //! time without ever stalling a burst.
 //!
+//! Paced ([`Sweeper::paced_budget`]), the slices add up to one pass over
+//! the slab per [`SWEEP_PERIOD_NS`] whatever the loop's rate: a pair is
+//! removed at most that long after its timeout, and a large table costs
+//! the loop a few slots per iteration instead of a fixed number (each
+//! slot examined is a cache miss or three in a table of a million pairs).
+//!
 //! A pair expires when it has been idle longer than its timeout (per TCP
 //! state, or per protocol; see [`FlowPair::idle_timeout`]). The sweeper
 //! removes it from the table and hands it to the caller, which releases
@@ -11,15 +17,47 @@ use crate::flow::pair::FlowPair;
 use crate::flow::table::FlowTable;
 use crate::flow::timeouts::Timeouts;
 
+/// A paced sweeper passes over the whole slab once per this period.
+pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
+
+/// Most slots one paced slice examines (a loop that stalled for a while
+/// catches up over several iterations, not in one).
+pub const MAX_SLICE: usize = 64;
+
 /// Cursor over the slab of one table.
 #[derive(Debug, Default)]
 pub struct Sweeper {
     cursor: usize,
+    /// Clock of the previous paced slice (None before the first).
+    last_ns: Option<u64>,
+    /// Slots owed, in slot-nanoseconds (slots x elapsed time), not yet
+    /// worth a whole slot per period.
+    credit: u64,
 }
 
 impl Sweeper {
     pub fn new() -> Sweeper {
         Sweeper::default()
+    }
+
+    /// How many of `slots` slots to examine at `now_ns` so that the
+    /// slices add up to `slots` per [`SWEEP_PERIOD_NS`]; at most
+    /// [`MAX_SLICE`], and 0 on the first call (it starts the clock).
+    pub fn paced_budget(&mut self, now_ns: u64, slots: usize) -> usize {
+        let Some(last) = self.last_ns.replace(now_ns) else {
+            return 0;
+        };
+        // Bounded so the product fits: at most 2^32 slots x 1e9 ns.
+        let dt = now_ns.saturating_sub(last).min(SWEEP_PERIOD_NS);
+        let slots = (slots as u64).min(u64::from(u32::MAX));
+        self.credit = self.credit.saturating_add(slots * dt);
+        let due = self.credit / SWEEP_PERIOD_NS;
+        let budget = due.min(MAX_SLICE as u64);
+        self.credit -= budget * SWEEP_PERIOD_NS;
+        // What the cap left over is owed later, but never more than one
+        // more slice's worth: a long stall does not become a long burst.
+        self.credit = self.credit.min(MAX_SLICE as u64 * SWEEP_PERIOD_NS);
+        budget as usize
     }
 
     /// Examines up to `budget` slots (at most one full pass); removes the
@@ -136,5 +174,45 @@ mod tests {
         // A recently seen pair is left alone.
         table.insert_pair(pair(1, proto::UDP, now)).unwrap();
         assert_eq!(s.sweep(&mut table, now + SEC, 100, &t, |_, _| {}), 0);
+    }
+
+    /// Paced slices add up to one pass over the slab per period, at any
+    /// loop rate, without a rounding drift; the first call only starts
+    /// the clock.
+    #[test]
+    fn paced_slices_add_up_to_one_pass_per_period() {
+        for (slots, step_ns) in [
+            (1000usize, 1_700u64),
+            (3, 10_000),
+            (1_000_000, 4_600),
+            (50, 250_000_000),
+        ] {
+            let mut s = Sweeper::new();
+            assert_eq!(s.paced_budget(5 * SEC, slots), 0);
+            let (mut now, mut total) = (5 * SEC, 0usize);
+            while now < 5 * SEC + 4 * SWEEP_PERIOD_NS {
+                now += step_ns;
+                let b = s.paced_budget(now, slots);
+                assert!(b <= MAX_SLICE);
+                total += b;
+            }
+            // Exactly the slots owed for the time elapsed: no drift.
+            let owed = slots as u128 * u128::from(now - 5 * SEC) / u128::from(SWEEP_PERIOD_NS);
+            assert_eq!(total as u128, owed, "{slots} slots every {step_ns} ns");
+        }
+    }
+
+    /// A slice is capped, and a loop that stalled (or a clock that jumped)
+    /// owes at most one more slice, not the whole backlog.
+    #[test]
+    fn a_stall_does_not_turn_into_a_long_slice() {
+        let mut s = Sweeper::new();
+        assert_eq!(s.paced_budget(0, 1_000_000), 0);
+        assert_eq!(s.paced_budget(3600 * SEC, 1_000_000), MAX_SLICE);
+        assert_eq!(s.paced_budget(3600 * SEC, 1_000_000), MAX_SLICE);
+        assert_eq!(s.paced_budget(3600 * SEC, 1_000_000), 0);
+        // Time going backwards (another lcore's clock) owes nothing.
+        assert_eq!(s.paced_budget(SEC, 1_000_000), 0);
+        assert_eq!(s.paced_budget(u64::MAX, usize::MAX), MAX_SLICE);
     }
 }
