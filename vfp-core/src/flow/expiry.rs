@@ -4,9 +4,12 @@
 //!
 //! Paced ([`Sweeper::paced_budget`]), the slices add up to one pass over
 //! the slab per [`SWEEP_PERIOD_NS`] whatever the loop's rate: a pair is
-//! removed at most that long after its timeout, and a large table costs
-//! the loop a few slots per iteration instead of a fixed number (each
-//! slot examined is a cache miss or three in a table of a million pairs).
+//! removed at most that long after its timeout (as long as the loop runs
+//! at least slots / [`MAX_SLICE`] iterations per period: an idle loop
+//! sleeping 200 us between polls does for a million slots), and a large
+//! table costs a busy loop a few slots per iteration instead of a fixed
+//! number (each slot examined is a cache miss or three in a table of a
+//! million pairs).
 //!
 //! A pair expires when it has been idle longer than its timeout (per TCP
 //! state, or per protocol; see [`FlowPair::idle_timeout`]). The sweeper
@@ -22,7 +25,7 @@ pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
 /// Most slots one paced slice examines (a loop that stalled for a while
 /// catches up over several iterations, not in one).
-pub const MAX_SLICE: usize = 64;
+pub const MAX_SLICE: usize = 256;
 
 /// Cursor over the slab of one table.
 #[derive(Debug, Default)]
