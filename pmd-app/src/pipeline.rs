@@ -125,6 +125,13 @@ impl Pipeline {
         &self.fates[..n]
     }
 
+    /// The fates [`Pipeline::classify_burst`] gave the first `n` packets
+    /// of the last burst.
+    #[inline(always)]
+    pub fn fates(&self, n: usize) -> &[Option<Fate>] {
+        &self.fates[..n.min(BURST_SIZE)]
+    }
+
     /// Runs one packet that arrived on `vport` through the shard. With
     /// `may_redirect` false (the packet was handed here) a miss is
     /// evaluated here rather than sent to the key's owner again.

@@ -5,8 +5,10 @@
 //! through the worker's [`Pipeline`] (its shard of the flow table): it is
 //! transposed and transmitted, handed to the lcore that owns its flow,
 //! or dropped with a counted reason. Shard messages (redirects) are
-//! delivered before a burst is processed and sent after it, so a reply
-//! never overtakes the redirect it needs.
+//! delivered before a burst is processed, and sent once it is classified,
+//! before any of its packets is transmitted or handed over (a full tx
+//! burst leaves in the middle of a burst), so a reply never overtakes the
+//! redirect it needs.
 //!
 //! A worker owns the rx queues its [`WorkerPlan`] lists and tx queue
 //! number `worker id` on every device. It picks up a new plan, or any
@@ -263,8 +265,12 @@ impl Worker {
         let Some(mut pipe) = self.pipe.take() else {
             return self.forward_burst(vport, burst);
         };
-        let fates = pipe.classify_burst(burst, vport, now);
-        for (m, fate) in burst.drain().zip(fates.iter().copied()) {
+        let n = pipe.classify_burst(burst, vport, now).len();
+        // The burst's redirects go out before any of its packets can: a
+        // full tx burst is sent from inside dispatch, and a reply must not
+        // reach another lcore before the redirect it needs.
+        send_outbox(&self.inboxes, &mut pipe.shard);
+        for (m, fate) in burst.drain().zip(pipe.fates(n).iter().copied()) {
             self.dispatch(vport, m, fate.unwrap_or(Fate::Drop));
         }
         self.pipe = Some(pipe);
@@ -279,6 +285,7 @@ impl Worker {
             return;
         };
         let fate = pipe.classify(&mut m, vport, may_redirect, now);
+        self.send_msgs();
         self.dispatch(vport, m, fate);
     }
 
@@ -311,12 +318,8 @@ impl Worker {
 
     /// Sends the shard's outbox; what does not fit stays for next time.
     fn send_msgs(&mut self) {
-        let lanes = &self.inboxes;
         if let Some(p) = self.pipe.as_mut() {
-            let out = p.shard.outbox();
-            if !out.is_empty() {
-                out.retain(|m| lanes.msgs.get(m.to()).is_some_and(|q| q.push(*m).is_err()));
-            }
+            send_outbox(&self.inboxes, &mut p.shard);
         }
     }
 
@@ -459,5 +462,15 @@ impl Worker {
             b.free_all();
         }
         log::info!("worker {} stopped", self.id);
+    }
+}
+
+/// Pushes `shard`'s outbox into the other shards' message lanes; what does
+/// not fit stays for next time.
+#[inline(always)]
+fn send_outbox(lanes: &Inboxes, shard: &mut vfp_core::shard::Shard) {
+    let out = shard.outbox();
+    if !out.is_empty() {
+        out.retain(|m| lanes.msgs.get(m.to()).is_some_and(|q| q.push(*m).is_err()));
     }
 }
