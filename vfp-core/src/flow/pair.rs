@@ -59,10 +59,13 @@ pub struct SideState {
 
 /// Field order is the cache layout (hence `repr(C)`), and a pair starts on
 /// a cache line. Line 0 holds what both sides share, including the TCP
-/// tracker, whose state enum is the niche that tells a live slab slot
-/// (`Some`) from a free one; each side's state follows in three lines of
-/// its own, so a hit touches four lines; what only the slow path and the
-/// operator read comes last.
+/// tracker; each side's state follows in three lines of its own, so a hit
+/// touches four lines; what only the slow path and the operator read comes
+/// last. What tells a live slab slot (`Some`) from a free one is the niche
+/// rustc picks, the largest: today the forward transposition's `decap`
+/// tag, in line 2 (an `Option<u32>`), not the tracker's state. So a
+/// liveness check reads that line: free for a forward hit, which reads it
+/// anyway, one more line for a reverse hit and for the expiry sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct FlowPair {
