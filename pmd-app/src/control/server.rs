@@ -13,8 +13,6 @@
 //! (`SO_RCVTIMEO`, which Linux applies to accept on a Unix socket), so the
 //! thread also wakes every [`ACCEPT_WAKE`] to see whether the server is
 //! stopping: shutdown stays prompt without a self-pipe or any `unsafe`.
-//! (It used to poll a non-blocking listener every 10 ms, which made every
-//! request wait for the next poll, 10 ms for back-to-back `vfpctl` calls.)
 //!
 //! [`socket_file`]: super::socket_file
 //! [`connection::serve`]: super::connection::serve
@@ -180,7 +178,8 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
                     threads.push(t);
                 }
             }
-            // The receive timeout passed with no client (EAGAIN).
+            // The receive timeout passed with no client (EAGAIN), or a
+            // signal interrupted the wait.
             Err(e)
                 if matches!(
                     e.kind(),
