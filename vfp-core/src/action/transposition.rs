@@ -58,6 +58,18 @@ pub struct Deltas {
     pub udp: bool,
 }
 
+impl Deltas {
+    /// The L4 checksum `c` after the rewrite (a UDP "none" stays 0).
+    #[inline(always)]
+    fn apply_l4(&self, c: u16) -> u16 {
+        if self.udp {
+            checksum::udp_apply_delta(c, self.l4)
+        } else {
+            checksum::apply_delta(c, self.l4)
+        }
+    }
+}
+
 /// One direction of a flow pair, compiled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Transposition {
@@ -222,12 +234,7 @@ impl Transposition {
         if let Some(port) = self.dst.and_then(|r| r.port) {
             put16(h, L4 + 2, port);
         }
-        let c = get16(h, CSUM);
-        let c = if d.udp {
-            checksum::udp_apply_delta(c, d.l4)
-        } else {
-            checksum::apply_delta(c, d.l4)
-        };
+        let c = d.apply_l4(get16(h, CSUM));
         put16(h, CSUM, c);
         if let Some(m) = self.dst_mac {
             h[0..6].copy_from_slice(&m);
@@ -501,12 +508,7 @@ fn rewrite_v4(
     if let Some(port) = dst.and_then(|r| r.port) {
         put16(seg, 2, port);
     }
-    let c = get16(seg, csum_at);
-    let c = if d.udp {
-        checksum::udp_apply_delta(c, d.l4)
-    } else {
-        checksum::apply_delta(c, d.l4)
-    };
+    let c = d.apply_l4(get16(seg, csum_at));
     put16(seg, csum_at, c);
     Ok(())
 }
