@@ -208,6 +208,8 @@ pub struct App {
     pub socket: String,
     out: Option<std::thread::JoinHandle<String>>,
     err: Option<std::thread::JoinHandle<String>>,
+    /// Dropped after the app is stopped (see [`super::af_packet_turn`]).
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 pub const VFPCTL: &str = env!("CARGO_BIN_EXE_vfpctl");
@@ -244,6 +246,7 @@ impl App {
         socket: &str,
         limit: Duration,
     ) -> Result<App, (ExitStatus, String, String)> {
+        let turn = super::af_packet_turn(eal);
         let mut child = Command::new(pmd_app())
             .args(eal)
             .arg("--")
@@ -269,6 +272,7 @@ impl App {
             socket: socket.to_string(),
             out,
             err,
+            _turn: turn,
         };
         let deadline = Instant::now() + limit;
         loop {

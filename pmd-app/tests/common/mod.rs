@@ -160,6 +160,24 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
     o
 }
 
+/// DPDK 22.11's af_packet PMD names its PACKET_FANOUT group after
+/// `(pid ^ ifindex) & 0xffff`, host-wide (per network namespace). Two apps
+/// running at once can pick the same group id: one then fails to start
+/// (EINVAL, which [`live::App::start`] retries), and after such a clash
+/// the restarted app was seen receiving the other app's frames (the two
+/// netns tests, 5 of 5 clashes: the other connection's packets counted as
+/// `no-flow`). Test apps with an af_packet device therefore take turns
+/// within a test binary (cargo runs the binaries one after another): each
+/// launcher holds this turn for as long as its app runs.
+static AF_PACKET_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The af_packet turn, when `eal` has an af_packet device.
+pub fn af_packet_turn(eal: &[String]) -> Option<std::sync::MutexGuard<'static, ()>> {
+    eal.iter()
+        .any(|a| a.contains("net_af_packet"))
+        .then(|| AF_PACKET_TURN.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+}
+
 /// Starts `pmd-app EAL -- APP`.
 pub fn spawn_app(eal: &[String], app: &[String]) -> Child {
     Command::new(pmd_app())
@@ -313,6 +331,8 @@ pub struct Live {
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Dropped after the process is stopped (see [`af_packet_turn`]).
+    _turn: Option<std::sync::MutexGuard<'static, ()>>,
 }
 
 impl Live {
@@ -334,17 +354,21 @@ impl Live {
             out,
             err,
             readers,
+            _turn: None,
         }
     }
 
     /// `pmd-app EAL -- APP`.
     pub fn app(eal: &[String], app: &[String]) -> Live {
+        let turn = af_packet_turn(eal);
         let mut c = Command::new(pmd_app());
         c.args(eal)
             .arg("--")
             .args(app)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()));
-        Live::spawn("pmd-app", c)
+        let mut live = Live::spawn("pmd-app", c);
+        live._turn = turn;
+        live
     }
 
     pub fn stdout(&self) -> String {

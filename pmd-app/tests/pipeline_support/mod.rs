@@ -15,7 +15,7 @@ pub use decode::*;
 pub use stats::*;
 pub use traffic::*;
 
-use crate::common::{pcap_frames, pmd_app, Scratch};
+use crate::common::{af_packet_turn, pcap_frames, pmd_app, Scratch};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -125,6 +125,8 @@ pub struct App {
     out: Arc<Mutex<String>>,
     err: Arc<Mutex<String>>,
     readers: Vec<std::thread::JoinHandle<()>>,
+    /// Dropped after the app is stopped (see [`af_packet_turn`]).
+    _turn: Option<MutexGuard<'static, ()>>,
 }
 
 fn collect(r: impl Read + Send + 'static, buf: Arc<Mutex<String>>) -> std::thread::JoinHandle<()> {
@@ -152,6 +154,7 @@ impl Finished {
 
 impl App {
     pub fn spawn(eal: &[String], app: &[String]) -> App {
+        let turn = af_packet_turn(eal);
         let mut child = Command::new(pmd_app())
             .args(eal)
             .arg("--")
@@ -173,6 +176,7 @@ impl App {
             out,
             err,
             readers,
+            _turn: turn,
         }
     }
 
