@@ -165,8 +165,8 @@ pub fn wait_output(mut child: Child, limit: Duration) -> Output {
 /// running at once can pick the same group id: one then fails to start
 /// (EINVAL, which [`live::App::start`] retries), and after such a clash
 /// the restarted app was seen receiving the other app's frames (the two
-/// netns tests, 5 of 5 clashes: the other connection's packets counted as
-/// `no-flow`). Test apps with an af_packet device therefore take turns
+/// netns tests, after every clash seen: the other connection's packets
+/// counted as `no-flow`). Test apps with an af_packet device therefore take turns
 /// within a test binary (cargo runs the binaries one after another): each
 /// launcher holds this turn for as long as its app runs.
 static AF_PACKET_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
