@@ -93,10 +93,10 @@ impl Pipeline {
     /// Pass 3 trusts a hint only if the pair holds the packet's key, so a
     /// signature shared by two keys costs a full lookup, never the wrong
     /// flow, and a flow created or removed by an earlier packet of the
-    /// burst is seen by the later ones. Returns one fate per packet, in
-    /// order.
+    /// burst is seen by the later ones. [`Pipeline::fates`] then holds
+    /// one fate per packet, in order.
     #[inline(always)]
-    pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) -> &[Option<Fate>] {
+    pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) {
         let n = burst.len();
         for i in 0..n {
             let Some(m) = burst.get_mut(i) else { break };
@@ -122,7 +122,6 @@ impl Pipeline {
             let (p, h, hint) = (&self.parsed[i], self.hashes[i], self.hints[i]);
             self.fates[i] = Some(process(&mut self.shard, m, p, h, hint, true, now_ns));
         }
-        &self.fates[..n]
     }
 
     /// The fates [`Pipeline::classify_burst`] gave the first `n` packets

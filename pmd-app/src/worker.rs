@@ -265,7 +265,8 @@ impl Worker {
         let Some(mut pipe) = self.pipe.take() else {
             return self.forward_burst(vport, burst);
         };
-        let n = pipe.classify_burst(burst, vport, now).len();
+        let n = burst.len();
+        pipe.classify_burst(burst, vport, now);
         // The burst's redirects go out before any of its packets can: a
         // full tx burst is sent from inside dispatch, and a reply must not
         // reach another lcore before the redirect it needs.

@@ -192,14 +192,18 @@ fn parse_general(frame: &[u8], p: &mut Parsed) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Offsets inside the common frame: Ethernet 14, then IPv4 20, then L4.
-mod common {
-    pub const ETHERTYPE: usize = 12;
-    pub const IP: usize = 14;
-    pub const L4: usize = 34;
-    /// Bytes a UDP frame needs (a TCP frame 20 more).
-    pub const UDP_END: usize = 42;
-    pub const TCP_END: usize = 54;
+/// Offsets inside the common frame (see [`parse_into`]): untagged
+/// Ethernet, then IPv4 without options, then the L4 header. The fixed
+/// offset rewrite of a transposition uses the same layout.
+pub mod common {
+    use crate::wire::{ethernet, ipv4, tcp, udp};
+    pub const ETHERTYPE: usize = IP - 2;
+    pub const IP: usize = ethernet::HEADER_LEN;
+    pub const L4: usize = IP + ipv4::MIN_HEADER_LEN;
+    /// Bytes a UDP frame needs.
+    pub const UDP_END: usize = L4 + udp::HEADER_LEN;
+    /// Bytes a TCP frame needs.
+    pub const TCP_END: usize = L4 + tcp::MIN_HEADER_LEN;
 }
 
 /// Parses `frame` into `p` when it is the common frame: untagged

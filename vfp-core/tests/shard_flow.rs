@@ -260,16 +260,13 @@ fn flows_are_listed_filtered_and_serialisable() {
 /// is looked up again and meets its own fate, not the other flow's.
 #[test]
 fn a_stale_look_ahead_hint_is_looked_up_again() {
-    use vfp_core::frame::Frame;
     let nat = Arc::new(NatPorts::new());
     let mut s = shard(allow_all(), &nat, 0, 1);
     let first = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
     assert_eq!(run(&mut s, &first, VM, 0).0, Verdict::Forward { vport: WAN });
     // The burst's look-ahead finds the established connection...
     let ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
-    let parsed = parsed_for(&ack, VM);
-    let hash = parsed.key.table_hash();
-    let hint = s.look_ahead(hash);
+    let hint = s.look_ahead(parsed_for(&ack, VM).key.table_hash());
     assert_ne!(hint, Hint::NONE);
     // ...then, before the packet is processed, the pair goes and another
     // connection takes its slot.
@@ -277,10 +274,7 @@ fn a_stale_look_ahead_hint_is_looked_up_again() {
     let other = tcp_frame(VM_MAC, GW_MAC, (C, 2000), (S, 80), tcp::SYN);
     assert_eq!(run(&mut s, &other, VM, 0).0, Verdict::Forward { vport: WAN });
     assert_eq!(s.len(), 1);
-    let mut buf = vec![0u8; 128 + ack.len()];
-    buf[128..].copy_from_slice(&ack);
-    let mut frame = Frame::new(&mut buf, 128, ack.len()).unwrap();
-    let v = s.process_hinted(&mut frame, &parsed, hash, hint, 0, true);
+    let v = run_hinted(&mut s, &ack, VM, hint, 0, true).0;
     // A non-SYN of a connection that no longer exists: dropped, and the
     // other connection's pair untouched.
     assert_eq!(v, Verdict::Drop(DropReason::NoFlow));
@@ -299,7 +293,6 @@ fn a_stale_look_ahead_hint_is_looked_up_again() {
 /// packet is counted on, and rewritten by, its own connection.
 #[test]
 fn a_hint_naming_another_flow_is_not_trusted() {
-    use vfp_core::frame::Frame;
     let nat = Arc::new(NatPorts::new());
     let mut s = shard(allow_all(), &nat, 0, 1);
     let a = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::SYN);
@@ -310,11 +303,7 @@ fn a_hint_naming_another_flow_is_not_trusted() {
     let b_hint = s.look_ahead(parsed_for(&b_ack, VM).key.table_hash());
     assert_ne!(b_hint, Hint::NONE);
     let a_ack = tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), tcp::ACK);
-    let parsed = parsed_for(&a_ack, VM);
-    let mut buf = vec![0u8; 128 + a_ack.len()];
-    buf[128..].copy_from_slice(&a_ack);
-    let mut frame = Frame::new(&mut buf, 128, a_ack.len()).unwrap();
-    let v = s.process_hinted(&mut frame, &parsed, parsed.key.table_hash(), b_hint, 0, true);
+    let v = run_hinted(&mut s, &a_ack, VM, b_hint, 0, true).0;
     assert_eq!(v, Verdict::Forward { vport: WAN });
     let mut flows = s.flows(&FlowFilter::default(), 10);
     flows.sort_by(|x, y| x.src.cmp(&y.src));

@@ -19,14 +19,9 @@
 use crate::action::encap::{fmt_v4, Encap, OuterChecksum};
 use crate::flow::key::{as_v4, proto, FlowKey};
 use crate::frame::Frame;
-use crate::parse::{Fragment, Parsed, L3};
+use crate::parse::{common, Fragment, Parsed, L3};
 use crate::shard::DropReason;
 use crate::wire::checksum;
-
-/// Where the common frame (untagged Ethernet, IPv4 without options) has
-/// its IPv4 and L4 headers.
-const FIXED_L3: usize = 14;
-const FIXED_L4: usize = FIXED_L3 + 20;
 
 /// A new address (v4-mapped for IPv4) and optionally a new port.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -188,19 +183,20 @@ impl Transposition {
         let plain = self.decap.is_none()
             && p.outer.is_none()
             && p.l3 == L3::Ipv4
-            && p.l3_off == FIXED_L3 as u16
-            && p.l4_off == FIXED_L4 as u16
+            && usize::from(p.l3_off) == common::IP
+            && usize::from(p.l4_off) == common::L4
             && p.fragment != Fragment::Later;
         if !plain {
             return None;
         }
         let data = frame.data_mut();
+        // The L4 checksum sits 6 bytes into UDP, 16 into TCP.
         if d.udp {
-            let h: &mut [u8; FIXED_L4 + 8] = data.get_mut(..FIXED_L4 + 8)?.try_into().ok()?;
-            Some(self.rewrite_fixed::<{ FIXED_L4 + 8 }, { FIXED_L4 + 6 }>(h, d))
+            let h: &mut [u8; common::UDP_END] = data.get_mut(..common::UDP_END)?.try_into().ok()?;
+            Some(self.rewrite_fixed::<{ common::UDP_END }, { common::L4 + 6 }>(h, d))
         } else {
-            let h: &mut [u8; FIXED_L4 + 18] = data.get_mut(..FIXED_L4 + 18)?.try_into().ok()?;
-            Some(self.rewrite_fixed::<{ FIXED_L4 + 18 }, { FIXED_L4 + 16 }>(h, d))
+            let h: &mut [u8; common::TCP_END] = data.get_mut(..common::TCP_END)?.try_into().ok()?;
+            Some(self.rewrite_fixed::<{ common::TCP_END }, { common::L4 + 16 }>(h, d))
         }
     }
 
@@ -208,8 +204,7 @@ impl Transposition {
     /// of a common frame (`N` bytes, the L4 checksum at `CSUM`).
     #[inline(always)]
     fn rewrite_fixed<const N: usize, const CSUM: usize>(&self, h: &mut [u8; N], d: &Deltas) -> Result<(), DropReason> {
-        const IP: usize = FIXED_L3;
-        const L4: usize = FIXED_L4;
+        use common::{IP, L4};
         if self.dec_ttl {
             let ttl = h[IP + 8];
             if ttl <= 1 {

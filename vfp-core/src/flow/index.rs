@@ -77,6 +77,13 @@ impl Bucket {
         mask
     }
 
+    /// The value in the first slot holding `sig`, if any.
+    #[inline(always)]
+    fn first(&self, sig: u32) -> Option<u32> {
+        let mask = self.matching(sig);
+        (mask != 0).then(|| self.val[mask.trailing_zeros() as usize % SLOTS])
+    }
+
     #[inline]
     fn free_slot(&self) -> Option<usize> {
         slots(self.matching(EMPTY)).next()
@@ -236,25 +243,23 @@ impl FlowIndex {
         let primary = hash as usize & self.mask;
         // The common case, straight-line: the first slot of the primary
         // bucket with this signature holds the entry.
-        let bucket = self.bucket(primary);
-        let mask = bucket.matching(sig);
-        if mask != 0 {
-            let v = bucket.val[mask.trailing_zeros() as usize % SLOTS];
+        if let Some(v) = self.bucket(primary).first(sig) {
             if eq(v) {
                 return Some(v);
             }
         }
-        self.find_rest(primary, sig, mask, eq)
+        self.find_rest(primary, sig, eq)
     }
 
-    /// The rest of [`find`](Self::find): other signature matches in the
-    /// primary bucket (`mask`, its first one already tried), then the
+    /// The rest of [`find`](Self::find): the other signature matches in
+    /// the primary bucket (its first one already tried), then the
     /// alternate bucket. Out of line, so the common case stays small.
     #[inline(never)]
-    fn find_rest(&self, primary: usize, sig: u32, mask: u8, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
+    fn find_rest(&self, primary: usize, sig: u32, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         let bucket = self.bucket(primary);
-        let first_tried = mask & mask.wrapping_sub(1);
-        if let Some(v) = find_in(bucket, first_tried, &mut eq) {
+        let mask = bucket.matching(sig);
+        let untried = mask & mask.wrapping_sub(1);
+        if let Some(v) = find_in(bucket, untried, &mut eq) {
             return Some(v);
         }
         let alt = self.bucket(self.other_bucket(primary, sig));
@@ -271,19 +276,15 @@ impl FlowIndex {
     pub fn candidate(&self, hash: u64) -> Option<u32> {
         let sig = signature(hash);
         let primary = hash as usize & self.mask;
-        let bucket = self.bucket(primary);
-        let mask = bucket.matching(sig);
-        if mask != 0 {
-            return Some(bucket.val[mask.trailing_zeros() as usize % SLOTS]);
+        match self.bucket(primary).first(sig) {
+            Some(v) => Some(v),
+            None => self.alternate_candidate(primary, sig),
         }
-        self.alternate_candidate(primary, sig)
     }
 
     #[inline(never)]
     fn alternate_candidate(&self, primary: usize, sig: u32) -> Option<u32> {
-        let alt = self.bucket(self.other_bucket(primary, sig));
-        let mask = alt.matching(sig);
-        (mask != 0).then(|| alt.val[mask.trailing_zeros() as usize % SLOTS])
+        self.bucket(self.other_bucket(primary, sig)).first(sig)
     }
 
     /// Stores `val` under `hash`. The caller guarantees its key is not

@@ -60,6 +60,13 @@ fn pair_ref(idx: u32, side: Side) -> u32 {
     idx << 1 | side as u32
 }
 
+/// The slot and side of a pair entry reference (see [`pair_ref`]).
+#[inline(always)]
+fn pair_of(e: u32) -> (u32, Side) {
+    let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
+    (e >> 1, side)
+}
+
 pub struct FlowTable {
     index: FlowIndex,
     pairs: Vec<Option<FlowPair>>,
@@ -153,8 +160,8 @@ impl FlowTable {
                 owner: usize::from(r.owner),
             })
         } else {
-            let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
-            Some(Lookup::Pair { idx: e >> 1, side })
+            let (idx, side) = pair_of(e);
+            Some(Lookup::Pair { idx, side })
         }
     }
 
@@ -164,11 +171,7 @@ impl FlowTable {
     #[inline]
     pub fn candidate(&self, hash: u64) -> Option<(u32, Side)> {
         let e = self.index.candidate(hash)?;
-        if e & REDIRECT != 0 {
-            return None;
-        }
-        let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
-        Some((e >> 1, side))
+        (e & REDIRECT == 0).then(|| pair_of(e))
     }
 
     /// The index line a lookup of `hash` reads first (see
@@ -192,10 +195,8 @@ impl FlowTable {
         if e & REDIRECT != 0 {
             return self.redirect_holds(e, key);
         }
-        match self.pairs.get((e >> 1) as usize) {
-            Some(Some(p)) => p.sides[(e & 1) as usize].key == *key,
-            _ => false,
-        }
+        let (idx, side) = pair_of(e);
+        self.pair(idx).is_some_and(|p| p.key(side) == key)
     }
 
     #[inline(never)]

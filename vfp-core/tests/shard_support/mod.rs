@@ -9,7 +9,7 @@ use vfp_core::action::nat::NatPorts;
 use vfp_core::frame::Frame;
 use vfp_core::parse::{parse, Parsed};
 use vfp_core::policy::{load_str, Policy};
-use vfp_core::shard::{Shard, ShardConfig, Verdict};
+use vfp_core::shard::{Hint, Shard, ShardConfig, Verdict};
 use vfp_core::topology::{Role, VportInfo};
 
 pub const VM: u16 = 0;
@@ -218,11 +218,24 @@ pub fn parsed_for(pkt: &[u8], vport: u16) -> Parsed {
 }
 
 pub fn run_with(shard: &mut Shard, pkt: &[u8], vport: u16, now: u64, may_redirect: bool) -> (Verdict, Vec<u8>) {
+    run_hinted(shard, pkt, vport, Hint::NONE, now, may_redirect)
+}
+
+/// [`run_with`] with a look-ahead hint, as the app's burst passes it.
+pub fn run_hinted(
+    shard: &mut Shard,
+    pkt: &[u8],
+    vport: u16,
+    hint: Hint,
+    now: u64,
+    may_redirect: bool,
+) -> (Verdict, Vec<u8>) {
     let mut buf = vec![0u8; HEADROOM + pkt.len()];
     buf[HEADROOM..].copy_from_slice(pkt);
     let mut frame = Frame::new(&mut buf, HEADROOM, pkt.len()).unwrap();
     let parsed = parsed_for(pkt, vport);
-    let v = shard.process(&mut frame, &parsed, now, may_redirect);
+    let hash = parsed.key.table_hash();
+    let v = shard.process_hinted(&mut frame, &parsed, hash, hint, now, may_redirect);
     (v, frame.data().to_vec())
 }
 

@@ -184,7 +184,7 @@ proptest! {
         prop_assert_eq!(&fast_bytes, &slow_bytes);
         let common = !s.vlan && !s.options && s.frag != 2 && t.deltas.is_some();
         if common && fast.is_ok() {
-            let ip_at = if t.encap.is_some() { ENCAP_OFF } else { 0 } + FIXED_L3;
+            let ip_at = if t.encap.is_some() { ENCAP_OFF } else { 0 } + crate::parse::common::IP;
             prop_assert!(checksum::verify(&fast_bytes[ip_at..ip_at + 20]));
         }
     }
