@@ -66,15 +66,18 @@ impl Bucket {
         val: [0; SLOTS],
     };
 
-    /// Bit `i` set when slot `i` holds signature `sig`. A plain loop over
-    /// the array so the compiler turns it into one vector compare.
+    /// Bit `i` set when slot `i` holds signature `sig`. The compares go
+    /// into one byte each, and one multiply gathers byte `i` (0 or 1) into
+    /// bit `56 + i`: the multiplier has bit `7 * j + 7` set for each `j`,
+    /// so byte `i` reaches bit `56 + i` only through `j = 7 - i`, and no
+    /// two partial products share a bit, so nothing carries. (A loop
+    /// shifting each compare into place compiled to eight scalar compares
+    /// and shifts: 10 more instructions per lookup.)
     #[inline]
     fn matching(&self, sig: u32) -> u8 {
-        let mut mask = 0;
-        for (i, &s) in self.sig.iter().enumerate() {
-            mask |= u8::from(s == sig) << i;
-        }
-        mask
+        const GATHER: u64 = 0x0102_0408_1020_4080;
+        let eq = u64::from_le_bytes(self.sig.map(|s| u8::from(s == sig)));
+        (eq.wrapping_mul(GATHER) >> 56) as u8
     }
 
     /// The value in the first slot holding `sig`, if any.

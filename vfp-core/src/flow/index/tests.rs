@@ -23,6 +23,25 @@ fn bucket_is_one_cache_line() {
     assert_eq!(core::mem::align_of::<Bucket>(), 64);
 }
 
+/// The signature compare sets exactly the bits of the slots holding the
+/// signature, for every pattern of matching slots.
+#[test]
+fn matching_sets_the_bit_of_each_equal_slot() {
+    for pattern in 0..=u8::MAX {
+        let mut b = Bucket::EMPTY;
+        for i in 0..SLOTS {
+            b.sig[i] = if pattern & (1 << i) != 0 {
+                0xdead_beef
+            } else {
+                i as u32 + 1
+            };
+        }
+        assert_eq!(b.matching(0xdead_beef), pattern, "{pattern:08b}");
+        assert_eq!(b.matching(EMPTY), 0);
+    }
+    assert_eq!(Bucket::EMPTY.matching(EMPTY), u8::MAX);
+}
+
 #[test]
 fn sizing() {
     assert_eq!(FlowIndex::with_capacity(0).buckets(), 1);
