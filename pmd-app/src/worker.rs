@@ -73,6 +73,10 @@ const INBOX_BUDGET: usize = 256;
 /// A busy worker looks at its commands and inbox every this many
 /// iterations (an idle one on every iteration).
 const CTL_POLL_EVERY: u32 = 4;
+/// Most expiry-sweep slots prefetched one iteration ahead (a busy loop's
+/// slices are a few slots; a loop catching up after a stall takes up to
+/// `MAX_SLICE`, whose tail is then read without the prefetch).
+const SWEEP_AHEAD: usize = 16;
 
 /// What every worker shares with the others and the control plane.
 #[derive(Clone)]
@@ -158,6 +162,9 @@ impl Worker {
             self.flush_tx();
             if let Some(p) = self.pipe.as_mut() {
                 p.shard.expire_paced(now);
+                // The slots the next slice examines: their lines arrive
+                // while the next bursts are processed.
+                p.shard.sweep_lines(SWEEP_AHEAD).for_each(dpdk::prefetch);
                 self.send_msgs();
             }
             let dt = dpdk::rdtsc().wrapping_sub(t0);

@@ -44,7 +44,7 @@ use crate::decision::{Actions, Decision, SnatSpec};
 use crate::engine;
 use crate::flow::expiry::Sweeper;
 use crate::flow::key::{proto, FlowKey};
-use crate::flow::pair::{FlowPair, Side, HIT_LINES};
+use crate::flow::pair::{FlowPair, Side, HIT_LINES, SWEEP_LINES};
 use crate::flow::table::{FlowTable, InsertError, Lookup};
 use crate::flow::tcp_state::flags;
 use crate::frame::Frame;
@@ -241,6 +241,18 @@ impl Shard {
         let (idx, side) = hint.0?;
         let base = self.table.pair_addr(idx)?;
         Some(HIT_LINES[side.index()].map(|off| base.wrapping_add(off)))
+    }
+
+    /// The lines the next [`Shard::expire_paced`] slice most likely
+    /// reads (see [`Sweeper::upcoming`]), at most `max_slots` slots' worth:
+    /// an app that prefetches them one poll iteration ahead takes the
+    /// sweep's cache misses off the loop (see [`Shard::index_line`]).
+    #[inline]
+    pub fn sweep_lines(&self, max_slots: usize) -> impl Iterator<Item = *const u8> + '_ {
+        self.sweeper
+            .upcoming(self.table.slots(), max_slots)
+            .filter_map(|idx| self.table.pair_addr(idx))
+            .flat_map(|base| SWEEP_LINES.map(|off| base.wrapping_add(off)))
     }
 
     /// [`Shard::process`] with the key's table hash computed and,

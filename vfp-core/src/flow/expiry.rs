@@ -36,6 +36,9 @@ pub struct Sweeper {
     /// Slots owed, in slot-nanoseconds (slots x elapsed time), not yet
     /// worth a whole slot per period.
     credit: u64,
+    /// Size of the last paced slice: the next one is most likely as
+    /// large (the loop's rate changes slowly).
+    last_budget: usize,
 }
 
 impl Sweeper {
@@ -60,7 +63,19 @@ impl Sweeper {
         // What the cap left over is owed later, but never more than one
         // more slice's worth: a long stall does not become a long burst.
         self.credit = self.credit.min(MAX_SLICE as u64 * SWEEP_PERIOD_NS);
+        self.last_budget = budget as usize;
         budget as usize
+    }
+
+    /// The slots the next paced slice most likely examines, in order: as
+    /// many as the last slice had, at most `max`, from the cursor on
+    /// (wrapping) in a slab of `slots` slots. A caller that prefetches
+    /// them a loop iteration ahead turns the sweep's cache misses (one
+    /// per slot in a table larger than the cache) into hits.
+    pub fn upcoming(&self, slots: usize, max: usize) -> impl Iterator<Item = u32> {
+        let n = self.last_budget.min(max).min(slots);
+        let start = if self.cursor >= slots { 0 } else { self.cursor };
+        (0..n).map(move |k| ((start + k) % slots) as u32)
     }
 
     /// Examines up to `budget` slots (at most one full pass); removes the
@@ -203,6 +218,40 @@ mod tests {
             let owed = slots as u128 * u128::from(now - 5 * SEC) / u128::from(SWEEP_PERIOD_NS);
             assert_eq!(total as u128, owed, "{slots} slots every {step_ns} ns");
         }
+    }
+
+    /// The slots announced as upcoming are the slots the next slice of the
+    /// same size examines, in order, across the wrap; at most `max`.
+    #[test]
+    fn upcoming_names_the_slots_the_next_slice_examines() {
+        let t = Timeouts::default();
+        let mut table = FlowTable::with_capacity(7, 0);
+        for i in 0..7 {
+            table.insert_pair(pair(i, proto::UDP, 0)).unwrap();
+        }
+        let mut s = Sweeper::new();
+        assert_eq!(s.upcoming(7, 16).count(), 0, "no slice yet");
+        assert_eq!(s.paced_budget(0, 7), 0);
+        let budget = s.paced_budget(SWEEP_PERIOD_NS / 2, 7);
+        assert_eq!(budget, 3);
+        let want: Vec<u32> = s.upcoming(7, 16).collect();
+        assert_eq!(want, [0, 1, 2]);
+        assert_eq!(s.upcoming(7, 2).count(), 2, "capped by max");
+        assert_eq!(s.upcoming(0, 16).count(), 0, "empty slab");
+        // Every pair is long idle: a slice removes each slot it examines.
+        let mut examined = Vec::new();
+        s.sweep(&mut table, 1000 * SEC, budget, &t, |i, _| examined.push(i));
+        assert_eq!(examined, want);
+        // Move the cursor to the last slot: the next slice wraps.
+        s.sweep(&mut table, 1000 * SEC, 3, &t, |_, _| {});
+        let want: Vec<u32> = s.upcoming(7, 16).collect();
+        assert_eq!(want, [6, 0, 1]);
+        for i in 10..16 {
+            table.insert_pair(pair(i, proto::UDP, 0)).unwrap();
+        }
+        let mut examined = Vec::new();
+        s.sweep(&mut table, 1000 * SEC, budget, &t, |i, _| examined.push(i));
+        assert_eq!(examined, want);
     }
 
     /// A slice is capped, and a loop that stalled (or a clock that jumped)

@@ -93,6 +93,13 @@ pub const HIT_LINES: [[usize; 4]; 2] = {
     ]
 };
 
+/// Byte offsets inside a pair of the cache lines the expiry sweep reads
+/// of every slot it examines: the slot's liveness (the niche, in the
+/// forward transposition's first line, see [`FlowPair`]), the last-seen
+/// time and TCP state (line 0) and the protocol (the forward key's line).
+/// For callers that prefetch the slots a sweep will examine next.
+pub const SWEEP_LINES: [usize; 3] = [HIT_LINES[0][0], HIT_LINES[0][1], HIT_LINES[0][2]];
+
 impl FlowPair {
     /// A new pair for a connection whose first packet is `first` (its key
     /// is the forward key).
