@@ -261,6 +261,7 @@ impl Shard {
     /// key (the index's signature may be another key's, and an earlier
     /// packet of the burst may have removed or replaced the pair);
     /// otherwise the key is looked up in full.
+    #[inline(always)]
     pub fn process_hinted(
         &mut self,
         frame: &mut Frame,
@@ -281,6 +282,7 @@ impl Shard {
         v
     }
 
+    #[inline(always)]
     fn decide(
         &mut self,
         frame: &mut Frame,

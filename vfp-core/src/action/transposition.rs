@@ -94,7 +94,7 @@ impl Transposition {
 
     /// Applies the transposition; `outer` says whether the outer IPv4
     /// checksum of a pushed VXLAN header is left to the NIC.
-    #[inline]
+    #[inline(always)]
     pub fn apply_with(
         &self,
         frame: &mut Frame,
