@@ -250,7 +250,7 @@ impl Worker {
     fn forward_burst(&mut self, vport: u16, burst: &mut Burst) {
         let out = self.plan.peer[vport as usize];
         match self.plan.tx[out as usize] {
-            TxRoute::Queue { port, queue, slot } => self.transmit(port, queue, slot, burst),
+            TxRoute::Queue { port, queue, slot } => transmit(&self.stats, port, queue, slot, burst),
             TxRoute::Via(w) => {
                 for m in burst.drain() {
                     self.hand_off(w, Handoff::Tx { vport: out, mbuf: m });
@@ -331,34 +331,6 @@ impl Worker {
         }
     }
 
-    /// Transmits a burst, retries once what the ring refused, drops (and
-    /// counts) the rest.
-    #[inline(always)]
-    fn transmit(&self, port: dpdk::Port, queue: u16, slot: u16, burst: &mut Burst) {
-        let bytes: usize = burst.iter().map(Mbuf::pkt_len).sum();
-        let want = burst.len();
-        let mut sent = port.tx_burst(queue, burst);
-        if !burst.is_empty() {
-            sent += port.tx_burst(queue, burst);
-        }
-        // Usually everything went: skip the second pass over the mbufs.
-        let left_bytes: usize = if burst.is_empty() {
-            0
-        } else {
-            burst.iter().map(Mbuf::pkt_len).sum()
-        };
-        let dropped = burst.free_all();
-        if dropped > 0 {
-            self.stats.count_drop(AppDrop::TxFull, dropped as u64);
-        }
-        debug_assert_eq!(sent + dropped, want);
-        let pc = self.stats.path(slot);
-        pc.tx_packets.add(sent as u64);
-        pc.tx_bytes.add((bytes - left_bytes) as u64);
-        self.stats.tx_packets.add(sent as u64);
-        self.stats.tx_bytes.add((bytes - left_bytes) as u64);
-    }
-
     #[inline(always)]
     fn hand_off(&self, to: usize, h: Handoff) {
         match self.inboxes.packets[to].push(h) {
@@ -377,10 +349,8 @@ impl Worker {
             TxRoute::Queue { port, queue, slot } => {
                 let b = &mut self.tx[vport as usize];
                 if let Err(m) = b.push(m) {
-                    let mut full = std::mem::take(b);
-                    self.transmit(port, queue, slot, &mut full);
-                    self.tx[vport as usize] = full;
-                    let _ = self.tx[vport as usize].push(m);
+                    transmit(&self.stats, port, queue, slot, b);
+                    let _ = b.push(m);
                 }
             }
             TxRoute::Via(w) => self.hand_off(w, Handoff::Tx { vport, mbuf: m }),
@@ -396,10 +366,10 @@ impl Worker {
             if self.tx[v].is_empty() {
                 continue;
             }
-            let mut b = std::mem::take(&mut self.tx[v]);
             match self.plan.tx.get(v).copied().unwrap_or(TxRoute::Down) {
-                TxRoute::Queue { port, queue, slot } => self.transmit(port, queue, slot, &mut b),
+                TxRoute::Queue { port, queue, slot } => transmit(&self.stats, port, queue, slot, &mut self.tx[v]),
                 TxRoute::Via(w) => {
+                    let mut b = std::mem::take(&mut self.tx[v]);
                     for m in b.drain() {
                         self.hand_off(
                             w,
@@ -409,13 +379,13 @@ impl Worker {
                             },
                         );
                     }
+                    self.tx[v] = b;
                 }
                 TxRoute::Down => {
-                    let n = b.free_all();
+                    let n = self.tx[v].free_all();
                     self.stats.count_drop(AppDrop::NoTxPath, n as u64);
                 }
             }
-            self.tx[v] = b;
         }
     }
 
@@ -471,6 +441,34 @@ impl Worker {
         }
         log::info!("worker {} stopped", self.id);
     }
+}
+
+/// Transmits a burst, retries once what the ring refused, drops (and
+/// counts) the rest.
+#[inline(always)]
+fn transmit(stats: &WorkerStats, port: dpdk::Port, queue: u16, slot: u16, burst: &mut Burst) {
+    let bytes: usize = burst.iter().map(Mbuf::pkt_len).sum();
+    let want = burst.len();
+    let mut sent = port.tx_burst(queue, burst);
+    if !burst.is_empty() {
+        sent += port.tx_burst(queue, burst);
+    }
+    // Usually everything went: skip the second pass over the mbufs.
+    let left_bytes: usize = if burst.is_empty() {
+        0
+    } else {
+        burst.iter().map(Mbuf::pkt_len).sum()
+    };
+    let dropped = burst.free_all();
+    if dropped > 0 {
+        stats.count_drop(AppDrop::TxFull, dropped as u64);
+    }
+    debug_assert_eq!(sent + dropped, want);
+    let pc = stats.path(slot);
+    pc.tx_packets.add(sent as u64);
+    pc.tx_bytes.add((bytes - left_bytes) as u64);
+    stats.tx_packets.add(sent as u64);
+    stats.tx_bytes.add((bytes - left_bytes) as u64);
 }
 
 /// Pushes `shard`'s outbox into the other shards' message lanes; what does
