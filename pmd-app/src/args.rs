@@ -157,8 +157,8 @@ fn parse_vport(s: &str) -> Result<VportSpec, String> {
     Ok(spec)
 }
 
-/// Splits `argv` at the first `--` into (EAL args with argv[0], app args
-/// with argv[0]).
+/// Splits `argv` at the first `--` into (EAL args with `argv[0]`, app args
+/// with `argv[0]`).
 pub fn split_argv(argv: &[String]) -> (Vec<String>, Vec<String>) {
     let prog = argv.first().cloned().unwrap_or_else(|| "pmd-app".into());
     match argv.iter().position(|a| a == "--") {

@@ -159,7 +159,7 @@ impl Dataplane {
     /// whose driver always reports link up, when its kernel interface has
     /// no carrier). The active path is *faulty* when its transmits keep
     /// failing (`oerrors` growing as fast as `opackets`) for
-    /// [`FAULT_POLLS`] polls; it is tried again after a back-off that
+    /// `FAULT_POLLS` (3) polls; it is tried again after a back-off that
     /// doubles on every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
         let now = Instant::now();

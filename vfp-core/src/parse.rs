@@ -157,7 +157,7 @@ pub fn parse(frame: &[u8]) -> Result<Parsed, ParseError> {
 ///
 /// The most common frame (untagged Ethernet, IPv4 without options or
 /// fragmentation, TCP or UDP other than VXLAN) is recognised at fixed
-/// offsets in one pass ([`parse_common`]); anything else, and any doubt
+/// offsets in one pass (`parse_common`); anything else, and any doubt
 /// about that one, takes the general walk below, which gives the same
 /// result for the common frame (a property test checks this).
 #[inline]

@@ -2,7 +2,7 @@
 //!
 //! [`Server::bind`] claims the socket file (see [`socket_file`]);
 //! [`Server::spawn`] starts an accept thread that admits up to
-//! `max_clients` connections, each served by [`connection::serve`] on its
+//! `max_clients` connections, each served by `connection::serve` on its
 //! own thread; extra clients get one `unavailable` error line and are
 //! closed. [`ServerHandle::shutdown`] (or dropping the handle) removes the
 //! socket file, stops accepting, lets every connection finish the request
@@ -11,11 +11,10 @@
 //! The accept thread blocks in accept(2), so a client is served the
 //! moment it connects. The listener carries a receive timeout
 //! (`SO_RCVTIMEO`, which Linux applies to accept on a Unix socket), so the
-//! thread also wakes every [`ACCEPT_WAKE`] to see whether the server is
+//! thread also wakes every `ACCEPT_WAKE` (20 ms) to see whether the server is
 //! stopping: shutdown stays prompt without a self-pipe or any `unsafe`.
 //!
 //! [`socket_file`]: super::socket_file
-//! [`connection::serve`]: super::connection::serve
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Write};

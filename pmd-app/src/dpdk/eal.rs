@@ -21,7 +21,7 @@ pub struct Eal {
 }
 
 impl Eal {
-    /// Initialises the EAL with `args` (args[0] is the program name).
+    /// Initialises the EAL with `args` (`args[0]` is the program name).
     /// May be called once per process.
     pub fn init(args: &[String]) -> Result<Eal, EalError> {
         let argv: Vec<CString> = args

@@ -14,8 +14,16 @@ use vfp_core::topology::{Role, VportInfo};
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let vports = [
-        VportInfo { name: "vm".into(), role: Role::Vm, peer: 1 },
-        VportInfo { name: "wan".into(), role: Role::Net, peer: 0 },
+        VportInfo {
+            name: "vm".into(),
+            role: Role::Vm,
+            peer: 1,
+        },
+        VportInfo {
+            name: "wan".into(),
+            role: Role::Net,
+            peer: 0,
+        },
     ];
     match load_str(text, "fuzz.toml", &vports) {
         Err(e) => {
@@ -36,7 +44,11 @@ fuzz_target!(|data: &[u8]| {
                     dir,
                     ..FlowKey::default()
                 };
-                let parsed = Parsed { key, tcp_flags: 0x02, ..Parsed::default() };
+                let parsed = Parsed {
+                    key,
+                    tcp_flags: 0x02,
+                    ..Parsed::default()
+                };
                 let _ = evaluate(&p, &parsed, &key);
             }
         }

@@ -48,7 +48,7 @@ const _: () = assert!(SEARCH_NODES <= 256);
 /// Multiplier that spreads a signature over the bucket bits (MurmurHash2's).
 const ALT_MIX: u32 = 0x5bd1_e995;
 
-/// An insert found no free slot within [`SEARCH_NODES`] buckets of
+/// An insert found no free slot within `SEARCH_NODES` (256) buckets of
 /// displacement search; the index is unchanged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexFull;

@@ -220,7 +220,7 @@ pub struct Rule {
     pub priority: u32,
     /// Index of the rule's group in its layer.
     pub group: u16,
-    /// Directions the rule applies to ([`DIR_OUT`] | [`DIR_IN`]).
+    /// Directions the rule applies to (`DIR_OUT` | `DIR_IN`).
     pub dirs: u8,
     pub terminating: bool,
     pub matcher: Match,
