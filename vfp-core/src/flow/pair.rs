@@ -216,4 +216,27 @@ mod tests {
         }
         assert!(core::mem::size_of::<Transposition>() <= 128);
     }
+
+    /// What the expiry sweep reads of a slot lies in the lines it names:
+    /// the last-seen time and the tracker, the forward key's protocol, and
+    /// the forward transposition's `decap`, whose tag is the liveness
+    /// niche (see [`FlowPair`]).
+    #[test]
+    fn sweep_lines_cover_what_the_sweep_reads() {
+        use core::mem::{offset_of, size_of};
+        let within = |at: usize, len: usize| SWEEP_LINES.iter().any(|l| *l <= at && at + len <= l + 64);
+        let side = offset_of!(FlowPair, sides);
+        let xpos = side + offset_of!(SideState, xpos);
+        assert!(within(offset_of!(FlowPair, last_seen_ns), 8));
+        assert!(within(offset_of!(FlowPair, tcp), size_of::<TcpTracker>()));
+        assert!(within(
+            side + offset_of!(SideState, key) + offset_of!(FlowKey, proto),
+            1
+        ));
+        assert!(within(
+            xpos + offset_of!(Transposition, decap),
+            size_of::<Option<u32>>()
+        ));
+        assert!(SWEEP_LINES.iter().all(|l| l % 64 == 0));
+    }
 }
