@@ -25,18 +25,7 @@ use vfp_core::topology::{Role, VportInfo};
 const HEADROOM: usize = 128;
 
 fn vports() -> Vec<VportInfo> {
-    vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ]
+    vec![VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)]
 }
 
 /// The committed 1,000-rule policy, with a SNAT pool of 20 addresses

@@ -35,6 +35,16 @@ pub struct VportInfo {
     pub peer: u16,
 }
 
+impl VportInfo {
+    pub fn new(name: &str, role: Role, peer: u16) -> VportInfo {
+        VportInfo {
+            name: name.to_string(),
+            role,
+            peer,
+        }
+    }
+}
+
 /// Index of `name` in `vports`.
 pub fn vport_index(vports: &[VportInfo], name: &str) -> Option<u16> {
     vports.iter().position(|v| v.name == name).map(|i| i as u16)

@@ -17,21 +17,9 @@ const OTHER: u16 = 2;
 
 fn vports() -> Vec<VportInfo> {
     vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: WAN,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: VM,
-        },
-        VportInfo {
-            name: "other".into(),
-            role: Role::Net,
-            peer: VM,
-        },
+        VportInfo::new("vm", Role::Vm, WAN),
+        VportInfo::new("wan", Role::Net, VM),
+        VportInfo::new("other", Role::Net, VM),
     ]
 }
 

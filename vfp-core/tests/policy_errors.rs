@@ -5,18 +5,7 @@ use vfp_core::policy::{load_file, load_str, PolicyError};
 use vfp_core::topology::{Role, VportInfo};
 
 fn vports() -> Vec<VportInfo> {
-    vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ]
+    vec![VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)]
 }
 
 fn load(text: &str) -> Result<vfp_core::policy::Policy, PolicyError> {

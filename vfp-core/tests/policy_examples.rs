@@ -8,18 +8,7 @@ use vfp_core::policy::{load_file, Policy};
 use vfp_core::topology::{Role, VportInfo};
 
 fn vports() -> Vec<VportInfo> {
-    vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ]
+    vec![VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)]
 }
 
 fn examples_dir() -> PathBuf {

@@ -72,11 +72,7 @@ fn the_index_never_changes_which_rules_match() {
             text += "proto = \"udp\"\n";
         }
     }
-    let vports = vec![VportInfo {
-        name: "vm".into(),
-        role: Role::Vm,
-        peer: 0,
-    }];
+    let vports = vec![VportInfo::new("vm", Role::Vm, 0)];
     let p = load_str(&text, "generated", &vports).unwrap_or_else(|e| panic!("{e}"));
     let layer = &p.layers()[0];
     let addr = |r: &mut Lcg| -> Addr {

@@ -7,18 +7,7 @@ use vfp_core::policy::load_str;
 use vfp_core::topology::{Role, VportInfo};
 
 fn vports() -> Vec<VportInfo> {
-    vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ]
+    vec![VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)]
 }
 
 const EXAMPLE: &str = include_str!("../../examples/acl-snat-vxlan.toml");

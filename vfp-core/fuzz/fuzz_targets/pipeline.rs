@@ -24,18 +24,7 @@ use vfp_core::topology::{Role, VportInfo};
 const HEADROOM: usize = 128;
 
 fn new_shard() -> Shard {
-    let vports = vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ];
+    let vports = vec![VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)];
     let text = include_str!("../../../examples/acl-snat-vxlan.toml");
     let policy = Arc::new(load_str(text, "example", &vports).expect("example policy loads"));
     let nat = Arc::new(NatPorts::new());

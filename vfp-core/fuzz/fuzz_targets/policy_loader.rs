@@ -13,18 +13,7 @@ use vfp_core::topology::{Role, VportInfo};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let vports = [
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: 1,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: 0,
-        },
-    ];
+    let vports = [VportInfo::new("vm", Role::Vm, 1), VportInfo::new("wan", Role::Net, 0)];
     match load_str(text, "fuzz.toml", &vports) {
         Err(e) => {
             assert!(e.line >= 1 && e.col >= 1, "{e}");

@@ -30,16 +30,8 @@ pub mod tcp {
 
 pub fn vports() -> Vec<VportInfo> {
     vec![
-        VportInfo {
-            name: "vm".into(),
-            role: Role::Vm,
-            peer: WAN,
-        },
-        VportInfo {
-            name: "wan".into(),
-            role: Role::Net,
-            peer: VM,
-        },
+        VportInfo::new("vm", Role::Vm, WAN),
+        VportInfo::new("wan", Role::Net, VM),
     ]
 }
 
