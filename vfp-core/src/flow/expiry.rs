@@ -74,8 +74,10 @@ impl Sweeper {
     /// per slot in a table larger than the cache) into hits.
     pub fn upcoming(&self, slots: usize, max: usize) -> impl Iterator<Item = u32> {
         let n = self.last_budget.min(max).min(slots);
-        let start = if self.cursor >= slots { 0 } else { self.cursor };
-        (0..n).map(move |k| ((start + k) % slots) as u32)
+        // The cursor is at most `slots` (the slab never shrinks), where the
+        // sweep wraps to 0: the modulo wraps the same way.
+        let cursor = self.cursor;
+        (0..n).map(move |k| ((cursor + k) % slots) as u32)
     }
 
     /// Examines up to `budget` slots (at most one full pass); removes the
