@@ -377,3 +377,20 @@ fn file_errors_name_the_file() {
     assert_eq!((e.line, e.field.as_str()), (8, "layers[0].groups[0].rules[0].src"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A path that is not a regular file is refused before it is opened: a
+/// FIFO without a writer would block the reader (the app's control
+/// thread) and a device has no length to bound the read by.
+#[test]
+fn only_regular_files_are_read() {
+    let dir = std::env::temp_dir().join(format!("vfp-policy-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("fifo.toml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    for path in [fifo.as_path(), std::path::Path::new("/dev/zero"), dir.as_path()] {
+        let e = load_file(path, &vports()).unwrap_err();
+        assert_eq!((e.field.as_str(), e.message.as_str()), ("(file)", "not a regular file"), "{e}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,6 +6,7 @@
 //! `compile.rs`; here live the policy-, layer- and group-level checks.
 
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 
 use crate::flow::timeouts::Timeouts;
@@ -33,13 +34,28 @@ pub fn load_file(path: &Path, vports: &[VportInfo]) -> Result<Policy, PolicyErro
         field: "(file)".to_string(),
         message: m,
     };
-    let len = std::fs::metadata(path)
-        .map_err(|e| file_err(format!("cannot read: {e}")))?
-        .len();
-    if len > MAX_POLICY_BYTES {
-        return Err(file_err(format!("file is {len} bytes, more than {MAX_POLICY_BYTES}")));
+    // Only a regular file: a FIFO would block the reader (the control
+    // thread) until a writer appears, and a device reports no length, so
+    // the size check below would not bound reading /dev/zero.
+    let meta = std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(file_err("not a regular file".to_string()));
     }
-    let bytes = std::fs::read(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(file_err(format!(
+            "file is {} bytes, more than {MAX_POLICY_BYTES}",
+            meta.len()
+        )));
+    }
+    // The file may grow between the check and the read: read at most one
+    // byte past the bound, and refuse what reached it.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| file_err(format!("cannot read: {e}")))?;
+    if bytes.len() as u64 > MAX_POLICY_BYTES {
+        return Err(file_err(format!("file is more than {MAX_POLICY_BYTES} bytes")));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let ok = std::str::from_utf8(&e.as_bytes()[..at]).unwrap_or("");
