@@ -67,8 +67,11 @@ pub struct AppArgs {
     pub stop_after: Option<u64>,
 
     /// Longest sleep, in microseconds, of an idle worker (0: never sleep,
-    /// busy-poll like testpmd).
-    #[arg(long = "idle-sleep-us", value_name = "US", default_value_t = 200)]
+    /// busy-poll like testpmd). At most 1 s: a sleeping worker takes its
+    /// commands (a swap, a policy) only when it wakes, and the control
+    /// plane waits 3 s for every worker's acknowledgement.
+    #[arg(long = "idle-sleep-us", value_name = "US", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     pub idle_sleep_us: u32,
 
     /// Control socket path. Default: /var/run/vfp/<file-prefix>.sock

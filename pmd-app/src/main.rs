@@ -24,7 +24,14 @@ use vfp_core::action::nat::NatPorts;
 
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let argv: Vec<String> = std::env::args().collect();
+    // std::env::args() would panic on an argument that is not UTF-8.
+    let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
+        Ok(v) => v,
+        Err(bad) => {
+            eprintln!("pmd-app: error: argument {:?} is not valid UTF-8", bad);
+            std::process::exit(2);
+        }
+    };
     let (eal_args, app_argv) = args::split_argv(&argv);
     // App options are checked before the EAL starts: a typo costs nothing.
     let app = match AppArgs::try_parse_from(&app_argv) {

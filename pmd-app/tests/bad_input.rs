@@ -154,3 +154,34 @@ fn lcore_that_does_not_exist() {
     assert_eq!(o.code(), 1, "{}", o.all());
     assert!(o.stderr.contains("EAL initialisation failed"), "{}", o.all());
 }
+
+#[test]
+fn idle_sleep_longer_than_a_second_is_refused() {
+    // A worker asleep for longer than the control plane waits for its
+    // acknowledgement would make every swap and policy load time out.
+    let o = app_err("bad-idle", &["--vdev", "net_null0"], &["--idle-sleep-us", "5000000"]);
+    assert_eq!(o.code(), 2, "{}", o.all());
+    assert!(o.stderr.contains("--idle-sleep-us"), "{}", o.all());
+    assert!(o.stderr.contains("0..=1000000"), "{}", o.all());
+}
+
+#[test]
+fn argument_that_is_not_utf8_is_an_error_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let bad = std::ffi::OsStr::from_bytes(b"/tmp/\xff.toml");
+    let o = wait_output(
+        std::process::Command::new(pmd_app())
+            .args(eal_base("bad-utf8", "0"))
+            .args(["--vdev", "net_null0", "--", "--policy"])
+            .arg(bad)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+        LIMIT,
+    );
+    assert_eq!(o.code(), 2, "{}", o.all());
+    assert!(o.stderr.contains("is not valid UTF-8"), "{}", o.all());
+    assert!(!o.stderr.contains("panicked"), "{}", o.all());
+}

@@ -390,7 +390,11 @@ fn only_regular_files_are_read() {
     assert!(made.success());
     for path in [fifo.as_path(), std::path::Path::new("/dev/zero"), dir.as_path()] {
         let e = load_file(path, &vports()).unwrap_err();
-        assert_eq!((e.field.as_str(), e.message.as_str()), ("(file)", "not a regular file"), "{e}");
+        assert_eq!(
+            (e.field.as_str(), e.message.as_str()),
+            ("(file)", "not a regular file"),
+            "{e}"
+        );
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
