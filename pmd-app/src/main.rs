@@ -22,8 +22,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vfp_core::action::nat::NatPorts;
 
+/// Logging to stderr, filtered by `RUST_LOG` (default `info`). A plain
+/// level there is applied as log's global maximum over a logger that
+/// passes everything, so the control socket's `log-level` can raise it
+/// later (env_logger's own filter cannot change after start). Module
+/// directives (`RUST_LOG=pmd_app::worker=debug`) are env_logger's to
+/// apply; `log-level` then only lowers what they let through.
+fn init_logging() {
+    let env = std::env::var("RUST_LOG").unwrap_or_default();
+    let plain = match env.trim() {
+        "" => Some(log::LevelFilter::Info),
+        l => l.parse::<log::LevelFilter>().ok(),
+    };
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(level) = plain {
+        b.filter_level(log::LevelFilter::Trace).init();
+        log::set_max_level(level);
+    } else {
+        b.init();
+    }
+}
+
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     // std::env::args() would panic on an argument that is not UTF-8.
     let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(v) => v,

@@ -362,6 +362,13 @@ fn every_command_in_json_and_tables() {
         "{}",
         o.all()
     );
+    // The app started at info (RUST_LOG=info): the control connection's
+    // debug lines reach stderr only because log-level raised the level.
+    assert!(
+        o.stderr.contains("DEBUG") && o.stderr.contains("control client"),
+        "{}",
+        o.all()
+    );
     let r = vfpctl(&sock, &["status"]);
     assert_eq!(r.code, 3, "{}", r.all());
     assert!(
