@@ -247,18 +247,29 @@ impl Dataplane {
     /// Takes a path out of service: off the plan, rx rings drained into
     /// the workers, device stopped and closed, and optionally detached.
     fn retire(&mut self, vi: usize, k: PathKind, cause: &str, detach: bool) -> Result<(), String> {
-        let (port, rx_queues) = {
+        let (port, rx_queues, was) = {
             let p = self.vports[vi].path_mut(k).ok_or("no such path")?;
             let port = p.port.take().ok_or_else(|| format!("{} is not present", p.device))?;
-            p.state = PathState::Removed;
-            (port, p.rx_queues)
+            let was = std::mem::replace(&mut p.state, PathState::Removed);
+            (port, p.rx_queues, was)
         };
         // Off the plan first (tx moves to the other path in the same step).
         let moved = self.vports[vi].active != self.vports[vi].desired();
-        if moved {
-            self.reconcile(cause)?;
+        let published = if moved {
+            self.reconcile(cause).map(|_| ())
         } else {
-            self.publish()?;
+            self.publish().map(|_| ())
+        };
+        if let Err(e) = published {
+            // Some worker may still poll the port (or the workers are
+            // stopping): it must not be stopped here, nor forgotten. The
+            // path keeps it, so a retry or the teardown drains and closes
+            // it; the next reconcile moves the vport back if it moved.
+            if let Some(p) = self.vports[vi].path_mut(k) {
+                p.port = Some(port);
+                p.state = was;
+            }
+            return Err(format!("{e}"));
         }
         let drained = self.drain(vi, port, rx_queues);
         let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
@@ -328,6 +339,18 @@ impl Dataplane {
             if let Err(e) = setup::bring_up(p, queues, nb_desc, &pool, socket) {
                 p.port = None;
                 p.state = PathState::Removed;
+                // Nothing polls it yet. Released and detached, the device
+                // can be plugged again; left probed, a later plug would
+                // fail on the device the EAL still holds.
+                if let Err(e) = port.stop() {
+                    log::debug!("{e}");
+                }
+                if let Err(e) = port.close() {
+                    log::debug!("{e}");
+                }
+                if let Err(e) = events::hotplug_remove(bus_of(&p.device), &p.device) {
+                    log::debug!("{e}");
+                }
                 return Err(e);
             }
         }
