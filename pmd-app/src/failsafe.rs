@@ -269,7 +269,7 @@ impl Dataplane {
                 p.port = Some(port);
                 p.state = was;
             }
-            return Err(format!("{e}"));
+            return Err(e.to_string());
         }
         let drained = self.drain(vi, port, rx_queues);
         let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
@@ -342,14 +342,13 @@ impl Dataplane {
                 // Nothing polls it yet. Released and detached, the device
                 // can be plugged again; left probed, a later plug would
                 // fail on the device the EAL still holds.
-                if let Err(e) = port.stop() {
-                    log::debug!("{e}");
-                }
-                if let Err(e) = port.close() {
-                    log::debug!("{e}");
-                }
-                if let Err(e) = events::hotplug_remove(bus_of(&p.device), &p.device) {
-                    log::debug!("{e}");
+                let released = [
+                    port.stop(),
+                    port.close(),
+                    events::hotplug_remove(bus_of(&p.device), &p.device),
+                ];
+                for r in released.into_iter().filter_map(Result::err) {
+                    log::debug!("{r}");
                 }
                 return Err(e);
             }

@@ -49,7 +49,7 @@ fn main() {
     let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(v) => v,
         Err(bad) => {
-            eprintln!("pmd-app: error: argument {:?} is not valid UTF-8", bad);
+            eprintln!("pmd-app: error: argument {bad:?} is not valid UTF-8");
             std::process::exit(2);
         }
     };
