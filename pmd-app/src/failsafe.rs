@@ -68,6 +68,23 @@ impl std::fmt::Display for SwitchError {
     }
 }
 
+/// Stops and closes a port no worker polls, and with `detach` also
+/// removes its device from the bus (closing already released the port of
+/// most PMDs; the bus may still hold the device).
+pub fn release(port: Port, device: &str, detach: bool) {
+    if let Err(e) = port.stop() {
+        log::warn!("{e}");
+    }
+    if let Err(e) = port.close() {
+        log::warn!("{e}");
+    }
+    if detach {
+        if let Err(e) = events::hotplug_remove(bus_of(device), device) {
+            log::debug!("{e}");
+        }
+    }
+}
+
 fn bus_of(device: &str) -> &'static str {
     // PCI devices are named by address (0000:03:00.1); the rest are vdevs.
     if device.len() >= 7 && device.as_bytes()[4] == b':' && device.contains('.') {
@@ -273,19 +290,7 @@ impl Dataplane {
         }
         let drained = self.drain(vi, port, rx_queues);
         let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
-        if let Err(e) = port.stop() {
-            log::warn!("{e}");
-        }
-        if let Err(e) = port.close() {
-            log::warn!("{e}");
-        }
-        if detach {
-            // Closing already released the port of most PMDs; the bus may
-            // still hold the device.
-            if let Err(e) = events::hotplug_remove(bus_of(&device), &device) {
-                log::debug!("{e}");
-            }
-        }
+        release(port, &device, detach);
         log::info!("{device}: retired ({cause}), {drained} packet(s) drained from its rx rings");
         Ok(())
     }
@@ -342,14 +347,7 @@ impl Dataplane {
                 // Nothing polls it yet. Released and detached, the device
                 // can be plugged again; left probed, a later plug would
                 // fail on the device the EAL still holds.
-                let released = [
-                    port.stop(),
-                    port.close(),
-                    events::hotplug_remove(bus_of(&p.device), &p.device),
-                ];
-                for r in released.into_iter().filter_map(Result::err) {
-                    log::debug!("{r}");
-                }
+                release(port, &p.device, true);
                 return Err(e);
             }
         }

@@ -16,7 +16,7 @@ use pmd_app::report::Snapshot;
 use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
 use pmd_app::worker::{Shared, Worker};
-use pmd_app::{handoff, setup};
+use pmd_app::{failsafe, handoff, setup};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -376,12 +376,7 @@ fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Re
         for p in [v.fast.as_ref(), v.soft.as_ref()].into_iter().flatten() {
             if let Some(port) = p.port {
                 discard_rx(port, p.rx_queues);
-                if let Err(e) = port.stop() {
-                    log::warn!("{e}");
-                }
-                if let Err(e) = port.close() {
-                    log::warn!("{e}");
-                }
+                failsafe::release(port, &p.device, false);
             }
         }
     }
