@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use crate::flow::timeouts::Timeouts;
@@ -36,22 +37,18 @@ pub fn load_file(path: &Path, vports: &[VportInfo]) -> Result<Policy, PolicyErro
     };
     // Only a regular file: a FIFO would block the reader (the control
     // thread) until a writer appears, and a device reports no length, so
-    // the size check below would not bound reading /dev/zero.
-    let meta = std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
-    if !meta.is_file() {
-        return Err(file_err("not a regular file".to_string()));
-    }
-    if meta.len() > MAX_POLICY_BYTES {
-        return Err(file_err(format!(
-            "file is {} bytes, more than {MAX_POLICY_BYTES}",
-            meta.len()
-        )));
-    }
+    // the size check below would not bound reading /dev/zero. The path is
+    // looked at before it is opened (opening some devices has effects of
+    // its own), then opened without blocking and the opened file looked
+    // at again: a FIFO swapped in between the two cannot block the open,
+    // and what is read is what was checked.
+    check_regular(&std::fs::metadata(path).map_err(|e| file_err(format!("cannot read: {e}")))?).map_err(file_err)?;
+    let file = open_regular(path).map_err(file_err)?;
     // The file may grow between the check and the read: read at most one
     // byte past the bound, and refuse what reached it.
     let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_POLICY_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_POLICY_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| file_err(format!("cannot read: {e}")))?;
     if bytes.len() as u64 > MAX_POLICY_BYTES {
         return Err(file_err(format!("file is more than {MAX_POLICY_BYTES} bytes")));
@@ -67,6 +64,29 @@ pub fn load_file(path: &Path, vports: &[VportInfo]) -> Result<Policy, PolicyErro
         }
     })?;
     load_str(&text, &origin, vports)
+}
+
+/// Opens `path` without blocking and checks that what was opened is a
+/// regular file within the size bound.
+fn open_regular(path: &Path) -> Result<std::fs::File, String> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    check_regular(&file.metadata().map_err(|e| format!("cannot read: {e}"))?)?;
+    Ok(file)
+}
+
+/// A policy file must be a regular file of at most [`MAX_POLICY_BYTES`].
+fn check_regular(meta: &std::fs::Metadata) -> Result<(), String> {
+    if !meta.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    if meta.len() > MAX_POLICY_BYTES {
+        return Err(format!("file is {} bytes, more than {MAX_POLICY_BYTES}", meta.len()));
+    }
+    Ok(())
 }
 
 /// Loads a policy from `text`; `origin` names it in errors and `policy show`.
@@ -193,4 +213,41 @@ fn compile_timeouts(src: &Source, t: &S<RawTimeouts>) -> Result<Timeouts, Policy
         *slot = secs * NS;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check on the opened file, on its own: a FIFO that was not there
+    /// when the path was first looked at neither blocks the open (no writer
+    /// ever appears here) nor gets read.
+    #[test]
+    fn a_fifo_met_at_open_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("vfp-loader-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("policy.toml");
+        let _ = std::fs::remove_file(&fifo);
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+        assert!(made.success());
+        // A blocked open fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let path = fifo.clone();
+        std::thread::spawn(move || tx.send(open_regular(&path)).unwrap());
+        let r = rx.recv_timeout(std::time::Duration::from_secs(10));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let r = r.expect("opening a FIFO blocked");
+        assert_eq!(r.err().as_deref(), Some("not a regular file"));
+    }
+
+    #[test]
+    fn a_regular_file_opens() {
+        let path = std::env::temp_dir().join(format!("vfp-loader-ok-{}.toml", std::process::id()));
+        std::fs::write(&path, "x").unwrap();
+        let r = open_regular(&path);
+        std::fs::remove_file(&path).unwrap();
+        let mut text = String::new();
+        r.unwrap().read_to_string(&mut text).unwrap();
+        assert_eq!(text, "x");
+    }
 }
