@@ -135,9 +135,18 @@ impl Dataplane {
     /// Reacts to a device event from DPDK's interrupt thread.
     pub fn on_device_event(&mut self, ev: DeviceEvent) {
         match ev {
-            DeviceEvent::Removed(p) => {
-                let port = Port(p);
+            DeviceEvent::Removed { port, seq } => {
+                let port = Port(port);
                 if let Some((vi, k)) = self.owner_of(port) {
+                    if self.vports[vi].path(k).is_some_and(|d| seq < d.events_from) {
+                        // Raised for the device this port id named before
+                        // it was detached and the id reused.
+                        log::info!(
+                            "ignoring a removal event of port {} raised before its device was attached",
+                            port.0
+                        );
+                        return;
+                    }
                     log::warn!(
                         "vport {}: {} device {} removed",
                         self.vports[vi].name,
@@ -150,11 +159,11 @@ impl Dataplane {
                 }
             }
             DeviceEvent::LinkChange(_) => self.poll_links(),
-            DeviceEvent::New(p) => {
-                let name = Port(p).name();
+            DeviceEvent::New { port, seq } => {
+                let name = Port(port).name();
                 if let Some((vi, k)) = self.find_device(&name) {
                     if self.vports[vi].path(k).is_some_and(|d| d.port.is_none()) {
-                        if let Err(e) = self.adopt(vi, k, Port(p), "device-added") {
+                        if let Err(e) = self.adopt(vi, k, Port(port), seq, "device-added") {
                             log::error!("adopting {name}: {e}");
                         }
                     }
@@ -335,12 +344,14 @@ impl Dataplane {
     }
 
     /// Brings a returning device up as path `k` of vport `vi`.
-    fn adopt(&mut self, vi: usize, k: PathKind, port: Port, cause: &str) -> Result<(), String> {
+    /// Events numbered from `events_from` on may be about this device.
+    fn adopt(&mut self, vi: usize, k: PathKind, port: Port, events_from: u64, cause: &str) -> Result<(), String> {
         let (queues, nb_desc, socket) = (self.queues, self.nb_desc, self.socket);
         let pool = self.pool.clone();
         {
             let p = self.vports[vi].path_mut(k).ok_or("no such path")?;
             p.port = Some(port);
+            p.events_from = events_from;
             if let Err(e) = setup::bring_up(p, queues, nb_desc, &pool, socket) {
                 p.port = None;
                 p.state = PathState::Removed;
@@ -387,11 +398,13 @@ impl Dataplane {
             .map(str::to_owned)
             .or_else(|| p.devargs.clone())
             .unwrap_or_default();
+        // Taken before the device exists: any event about it comes later.
+        let events_from = events::sequence();
         events::hotplug_add(bus_of(device), device, &args)?;
         let port = Port::by_name(device).ok_or_else(|| format!("`{device}` was plugged but has no ethdev port"))?;
         // The NEW event may already have adopted it.
         if self.vports[vi].path(k).is_some_and(|p| p.port.is_none()) {
-            self.adopt(vi, k, port, "device-added")?;
+            self.adopt(vi, k, port, events_from, "device-added")?;
         }
         if devargs.is_some() {
             if let Some(p) = self.vports[vi].path_mut(k) {

@@ -75,6 +75,9 @@ pub struct PathDev {
     pub tx_ipv4_csum: bool,
     /// Transmit-error watch (see `failsafe::poll_links`).
     pub health: TxHealth,
+    /// Device events numbered below this were raised before the current
+    /// device was attached (see [`crate::dpdk::events::sequence`]).
+    pub events_from: u64,
 }
 
 /// What the control plane remembers to tell a path that keeps failing to
@@ -201,6 +204,7 @@ mod tests {
             rss: false,
             tx_ipv4_csum: false,
             health: Default::default(),
+            events_from: 0,
         }
     }
 

@@ -6,21 +6,34 @@
 
 use crossbeam::channel::Sender;
 use std::ffi::{c_void, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+/// Removal and arrival events carry their number in the order DPDK raised
+/// them ([`sequence`]): a port id is reused once its device is detached,
+/// so a removal still queued when the id went to a newly plugged device
+/// must be told apart from one about that device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceEvent {
     /// The device is being removed (RTE_ETH_EVENT_INTR_RMV).
-    Removed(u16),
+    Removed { port: u16, seq: u64 },
     /// Link state changed (RTE_ETH_EVENT_INTR_LSC).
     LinkChange(u16),
     /// A port appeared (RTE_ETH_EVENT_NEW), e.g. after hot-plug.
-    New(u16),
+    New { port: u16, seq: u64 },
     /// A port was released (RTE_ETH_EVENT_DESTROY).
     Destroyed(u16),
 }
 
 static EVENTS: OnceLock<Sender<DeviceEvent>> = OnceLock::new();
+/// Events raised so far.
+static RAISED: AtomicU64 = AtomicU64::new(0);
+
+/// The number the next event will carry: every event about a device
+/// attached after this call carries this number or a higher one.
+pub fn sequence() -> u64 {
+    RAISED.load(Ordering::SeqCst)
+}
 
 unsafe extern "C" fn on_event(
     port: u16,
@@ -29,9 +42,15 @@ unsafe extern "C" fn on_event(
     _ret: *mut c_void,
 ) -> i32 {
     let e = match ev {
-        dpdk_sys::RTE_ETH_EVENT_INTR_RMV => DeviceEvent::Removed(port),
+        dpdk_sys::RTE_ETH_EVENT_INTR_RMV => DeviceEvent::Removed {
+            port,
+            seq: RAISED.fetch_add(1, Ordering::SeqCst),
+        },
         dpdk_sys::RTE_ETH_EVENT_INTR_LSC => DeviceEvent::LinkChange(port),
-        dpdk_sys::RTE_ETH_EVENT_NEW => DeviceEvent::New(port),
+        dpdk_sys::RTE_ETH_EVENT_NEW => DeviceEvent::New {
+            port,
+            seq: RAISED.fetch_add(1, Ordering::SeqCst),
+        },
         dpdk_sys::RTE_ETH_EVENT_DESTROY => DeviceEvent::Destroyed(port),
         _ => return 0,
     };
@@ -52,7 +71,8 @@ pub fn subscribe(tx: Sender<DeviceEvent>) -> Result<(), String> {
         dpdk_sys::RTE_ETH_EVENT_NEW,
         dpdk_sys::RTE_ETH_EVENT_DESTROY,
     ] {
-        // SAFETY: on_event is a 'static function that only touches EVENTS.
+        // SAFETY: on_event is a 'static function that only touches EVENTS
+        // and RAISED.
         let rc = unsafe {
             dpdk_sys::rte_eth_dev_callback_register(
                 dpdk_sys::RTE_ETH_ALL as u16,
