@@ -313,7 +313,7 @@ impl Shard {
         match found {
             Some(Lookup::Pair { idx, side }) => {
                 self.stats.lookups_hit.inc();
-                self.hit(idx, side, frame, parsed, now)
+                self.hit(idx, side, frame, parsed, now, may_redirect)
             }
             Some(Lookup::Redirect { owner }) => {
                 self.stats.lookups_hit.inc();
@@ -327,11 +327,19 @@ impl Shard {
     }
 
     #[inline(always)]
-    fn hit(&mut self, idx: u32, side: Side, frame: &mut Frame, parsed: &Parsed, now: u64) -> Verdict {
+    fn hit(
+        &mut self,
+        idx: u32,
+        side: Side,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
         let generation = self.policy.generation;
         if self.table.pair(idx).is_some_and(|p| p.generation != generation) {
-            if let Err(r) = self.reconcile(idx) {
-                return Verdict::Drop(r);
+            if let Some(v) = self.stale_hit(idx, side, frame, parsed, now, may_redirect) {
+                return v;
             }
         }
         let Some(pair) = self.table.pair_mut(idx) else {
@@ -354,6 +362,34 @@ impl Shard {
             }
             Err(r) => Verdict::Drop(r),
         }
+    }
+
+    /// A hit on a pair compiled under an older policy generation:
+    /// reconciles the pair. None: the hit goes on under the new
+    /// compilation; otherwise the packet's verdict.
+    #[cold]
+    #[inline(never)]
+    fn stale_hit(
+        &mut self,
+        idx: u32,
+        side: Side,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        now: u64,
+        may_redirect: bool,
+    ) -> Option<Verdict> {
+        if let Err(r) = self.reconcile(idx) {
+            return Some(Verdict::Drop(r));
+        }
+        // A rekeyed reverse side (the new policy NATs differently) no
+        // longer carries this packet: it is looked at as any packet without
+        // a flow would be. Applying the new rewrite to it would start from
+        // addresses the rewrite's checksum deltas do not assume.
+        if self.table.pair(idx).is_some_and(|p| *p.key(side) != parsed.key) {
+            self.stats.lookups_miss.inc();
+            return Some(self.miss(frame, parsed, now, may_redirect));
+        }
+        None
     }
 
     /// The slow path, kept out of line so the hit path stays small (no
@@ -398,7 +434,7 @@ impl Shard {
             snat,
         };
         match creator.create_pair(&first, &actions, policy.generation, now) {
-            Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now),
+            Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now, may_redirect),
             Err(r) => Verdict::Drop(r),
         }
     }

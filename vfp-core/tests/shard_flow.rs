@@ -216,6 +216,37 @@ fn a_new_generation_reevaluates_pairs_lazily() {
     assert_eq!(s.stats().flows_removed.get(), 1);
 }
 
+/// A reply that arrives first after a reload which adds SNAT matches the
+/// pair's old reverse key; reconciling rekeys that side, so the reply is
+/// no longer the flow's. It is treated as a packet without a flow (here a
+/// new inbound flow whose reverse key is the pair's forward key: a
+/// counted conflict), not given the new reverse rewrite, whose checksum
+/// deltas assume the NAT address it does not carry.
+#[test]
+fn a_reply_whose_side_is_rekeyed_by_reconciling_is_not_rewritten() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(Arc::new(vfp_core::policy::Policy::allow_all(&vports())), &nat, 0, 1);
+    nat.register_policy(&policy(SNAT_2_PORTS, 2)).unwrap();
+    assert_eq!(run(&mut s, &udp_out(7), VM, 0).0, Verdict::Forward { vport: WAN });
+    s.set_policy(policy(SNAT_2_PORTS, 2));
+    let reply = udp_frame(PEER_MAC, GW_MAC, (S, 53), (C, 7), true);
+    assert_eq!(run(&mut s, &reply, WAN, 1).0, Verdict::Drop(DropReason::FlowConflict));
+    assert_eq!(s.stats().reconciled.get(), 1);
+    assert_eq!(s.len(), 1);
+    assert_eq!(nat.in_use(0), 1);
+    // The client's next packet takes the SNAT the pair now holds, and
+    // the reply to it comes back intact.
+    let (v, out) = run(&mut s, &udp_out(7), VM, 2);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!(check_ipv4(&out, 14).0, [203, 0, 113, 10]);
+    let port = ports(&out, 14).0;
+    let reply = udp_frame(PEER_MAC, GW_MAC, (S, 53), ([203, 0, 113, 10], port), true);
+    let (v, out) = run(&mut s, &reply, WAN, 2);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    assert_eq!(check_ipv4(&out, 14).1, C);
+    assert_eq!(ports(&out, 14).1, 7);
+}
+
 #[test]
 fn flows_are_listed_filtered_and_serialisable() {
     let nat = Arc::new(NatPorts::new());
