@@ -86,6 +86,10 @@ pub struct Dataplane {
     pub shard_capacity: usize,
     /// Sequence number of the last command that needs an acknowledgement.
     pub cmd_seq: u64,
+    /// The last policy generation handed out. Never reused, not even by
+    /// an install that failed: a worker may have taken that policy, and
+    /// its pairs must be reconciled against the next one.
+    pub policy_generation: u64,
     /// Every shard's counters, indexed like `workers` (empty until the
     /// pipeline starts); shared with DPDK telemetry's thread.
     pub engine_stats: Arc<std::sync::Mutex<Vec<Arc<ShardStats>>>>,

@@ -136,12 +136,14 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         nat: Arc::new(NatPorts::new()),
         shard_capacity: app.max_flows as usize,
         cmd_seq: 0,
+        policy_generation: 0,
         engine_stats: Default::default(),
         last_sample: None,
     };
     let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
         Some(file) => {
             let mut policy = dp.read_policy(file)?;
+            dp.policy_generation = 1;
             policy.generation = 1;
             let policy = Arc::new(policy);
             let pipes = dp.pipelines(&policy, workers)?;

@@ -68,9 +68,12 @@ impl Dataplane {
 
     /// Installs `policy`: the first one turns the pipeline on, a later one
     /// replaces the running policy (existing flows are re-evaluated on
-    /// their next packet). Returns once every worker runs it.
+    /// their next packet). Returns once every worker runs it. Once every
+    /// worker was sent it, it is the dataplane's policy even if a worker
+    /// is late to acknowledge (it runs it when it gets there).
     pub fn install_policy(&mut self, mut policy: Policy) -> Result<Arc<Policy>, String> {
-        policy.generation = self.policy.as_ref().map_or(1, |p| p.generation + 1);
+        self.policy_generation += 1;
+        policy.generation = self.policy_generation;
         let policy = Arc::new(policy);
         if self.policy.is_none() {
             let pipes = self.pipelines(&policy, self.workers.len())?;
@@ -97,6 +100,7 @@ impl Dataplane {
                 })
                 .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
         }
+        self.policy = Some(policy.clone());
         let deadline = Instant::now() + ACK_TIMEOUT;
         while self
             .workers
@@ -105,7 +109,7 @@ impl Dataplane {
         {
             if Instant::now() > deadline {
                 return Err(format!(
-                    "workers did not take policy generation {} in time",
+                    "workers did not take policy generation {} in time (they run it once they catch up)",
                     policy.generation
                 ));
             }
@@ -117,7 +121,6 @@ impl Dataplane {
             policy.origin(),
             policy.rule_count()
         );
-        self.policy = Some(policy.clone());
         Ok(policy)
     }
 
