@@ -26,6 +26,19 @@ use crate::policy::{Addr, LayerDefault, PacketView, Policy, Verb};
 /// direction set by the caller); `parsed` supplies what the key lacks
 /// (TCP flags, the VXLAN outer header).
 pub fn evaluate<'p>(policy: &'p Policy, parsed: &Parsed, key: &FlowKey) -> Decision<'p> {
+    evaluate_sticky(policy, parsed, key, None)
+}
+
+/// [`evaluate`] for a connection already sent to DNAT backend `backend`
+/// (address and port as its rule lists it): a DNAT rule that still lists
+/// it keeps it, so re-evaluating an established connection after a
+/// policy change (another backend added, say) does not move it.
+pub fn evaluate_sticky<'p>(
+    policy: &'p Policy,
+    parsed: &Parsed,
+    key: &FlowKey,
+    backend: Option<([u8; 16], u16)>,
+) -> Decision<'p> {
     let layers = policy.layers();
     let mut view = PacketView {
         src: Addr::from_key(&key.src),
@@ -82,9 +95,16 @@ pub fn evaluate<'p>(policy: &'p Policy, parsed: &Parsed, key: &FlowKey) -> Decis
                     if backends.is_empty() {
                         return Decision::Deny(Deny::Action(at));
                     }
-                    // The arrival key's symmetric hash: the same connection
-                    // always lands on the same backend, different ones spread.
-                    let b = backends[(key.owner_hash() % backends.len() as u64) as usize];
+                    // The backend the connection has, if still listed; else
+                    // by the arrival key's symmetric hash: the same
+                    // connection always lands on the same backend,
+                    // different ones spread.
+                    let kept =
+                        backend.and_then(|(addr, port)| backends.iter().find(|b| b.addr == addr && b.port == port));
+                    let b = match kept {
+                        Some(b) => *b,
+                        None => backends[(key.owner_hash() % backends.len() as u64) as usize],
+                    };
                     next.dst = Addr::from_key(&b.addr);
                     if b.port != 0 {
                         next.dst_port = b.port;

@@ -455,10 +455,10 @@ impl Shard {
         let Some(p) = self.table.pair(idx) else {
             return Err(DropReason::NoFlow);
         };
-        let (first, old_nat, old_rev) = (p.first, p.nat, *p.key(Side::Reverse));
+        let (first, old_nat, old_dnat, old_rev) = (p.first, p.nat, p.dnat, *p.key(Side::Reverse));
         self.stats.reconciled.inc();
         let policy = Arc::clone(&self.policy);
-        let a = match engine::evaluate(&policy, &first.parsed, first.key()) {
+        let a = match engine::evaluate_sticky(&policy, &first.parsed, first.key(), old_dnat) {
             Decision::Allow(a) => a,
             Decision::Deny(_) => return Err(self.drop_pair(idx, DropReason::PolicyDeny)),
         };
@@ -476,6 +476,7 @@ impl Shard {
         };
         if let Some(p) = self.table.pair_mut(idx) {
             p.nat = nat;
+            p.dnat = a.dnat;
         }
         let c = match compile_pair(&first, &a, nat) {
             Ok(c) => c,
@@ -626,7 +627,8 @@ impl Creator<'_> {
         };
         let compiled = compile_pair(first, a, nat);
         let inserted = compiled.and_then(|c| {
-            let pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, generation, now);
+            let mut pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, generation, now);
+            pair.dnat = a.dnat;
             self.table.insert_pair(pair).map_err(|e| match e {
                 InsertError::Full => DropReason::TableFull,
                 InsertError::Conflict => DropReason::FlowConflict,

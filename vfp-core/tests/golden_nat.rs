@@ -168,6 +168,58 @@ fn dnat_in_and_reply_from_the_vip() {
     assert_eq!(check_ipv4(&o, 14).1, PUBLIC);
 }
 
+/// A reload that adds a DNAT backend (or keeps the backends, or drops
+/// another one) leaves established connections on the backend they have;
+/// only connections whose backend is gone move. The VIP load-balancer
+/// example with three backends, then four.
+#[test]
+fn dnat_connections_keep_their_backend_across_a_reload() {
+    let lb3 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dnat-lb.toml")).unwrap();
+    let lb4 = lb3.replace("\"10.1.0.7:8080\"]", "\"10.1.0.7:8080\", \"10.1.0.8:8080\"]");
+    assert_ne!(lb3, lb4);
+    let vip = [203, 0, 113, 50];
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(&lb3, 1), &nat, 0, 1);
+    let client = |port: u16| ([198, 51, 100, 9], port);
+    let mut backend = Vec::new();
+    for port in 1000..1040 {
+        let syn = tcp_frame(PEER_MAC, GW_MAC, client(port), (vip, 80), tcp::SYN);
+        let (v, o) = run(&mut s, &syn, WAN, 0);
+        assert_eq!(v, Verdict::Forward { vport: VM });
+        backend.push(check_ipv4(&o, 14).1);
+    }
+    // The connections spread over the three backends.
+    let mut used = backend.clone();
+    used.sort();
+    used.dedup();
+    assert_eq!(used.len(), 3, "{used:?}");
+
+    s.set_policy(policy(&lb4, 2));
+    for (i, port) in (1000..1040).enumerate() {
+        // The backend's answer re-evaluates the pair first on half of
+        // them, the client's next packet on the other half.
+        if i % 2 == 0 {
+            let synack = tcp_frame(VM_MAC, GW_MAC, (backend[i], 8080), client(port), tcp::SYN | tcp::ACK);
+            let (v, o) = run(&mut s, &synack, VM, 1);
+            assert_eq!(v, Verdict::Forward { vport: WAN }, "connection {i}");
+            assert_eq!(check_ipv4(&o, 14).0, vip);
+        }
+        let ack = tcp_frame(PEER_MAC, GW_MAC, client(port), (vip, 80), tcp::ACK);
+        let (v, o) = run(&mut s, &ack, WAN, 1);
+        assert_eq!(v, Verdict::Forward { vport: VM }, "connection {i}");
+        assert_eq!(check_ipv4(&o, 14).1, backend[i], "connection {i} moved");
+    }
+    assert_eq!(s.stats().reconciled.get(), 40);
+
+    // New connections use the new backend too.
+    let mut new_backends = Vec::new();
+    for port in 2000..2040 {
+        let syn = tcp_frame(PEER_MAC, GW_MAC, client(port), (vip, 80), tcp::SYN);
+        new_backends.push(check_ipv4(&run(&mut s, &syn, WAN, 1).1, 14).1);
+    }
+    assert!(new_backends.contains(&[10, 1, 0, 8]));
+}
+
 const TTL: &str = r#"
 [[layers]]
 name = "route"

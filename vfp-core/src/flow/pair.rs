@@ -75,6 +75,9 @@ pub struct FlowPair {
     pub last_seen_ns: u64,
     pub created_ns: u64,
     pub nat: Option<NatBinding>,
+    /// The DNAT backend the connection was sent to (address, and port as
+    /// its rule lists it), kept when the pair is re-evaluated.
+    pub dnat: Option<([u8; 16], u16)>,
     /// Indexed by [`Side`].
     pub sides: [SideState; 2],
     pub first: FirstPacket,
@@ -122,6 +125,7 @@ impl FlowPair {
             last_seen_ns: now_ns,
             created_ns: now_ns,
             nat,
+            dnat: None,
             sides: [side(first.parsed.key, xpos[0]), side(rev_key, xpos[1])],
             first,
         }
