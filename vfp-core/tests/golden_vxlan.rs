@@ -176,3 +176,81 @@ fn encap_without_headroom_is_dropped() {
     let v = s.process(&mut frame, &parsed, 0, true);
     assert_eq!(v, Verdict::Drop(DropReason::NoHeadroom));
 }
+
+const SNAT_OUT: &str = r#"
+[[layers]]
+name = "nat"
+default = "allow"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 100
+direction = "out"
+action = "snat"
+snat = { addrs = ["203.0.113.10"], ports = "40000-40099" }
+"#;
+
+/// Ethernet / IPv6 / UDP 4789 / VXLAN around `inner`, with an outer UDP
+/// checksum (zero when `with_csum` is false), computed by the test.
+fn vxlan6_frame(inner: &[u8], with_csum: bool) -> Vec<u8> {
+    let src = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let dst = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+    let mut udp = vec![0xc3, 0x50, 0x12, 0xb5, 0, 0, 0, 0, 0x08, 0, 0, 0, 0, 0, 0x07, 0];
+    udp.extend_from_slice(inner);
+    let len = udp.len() as u16;
+    udp[4..6].copy_from_slice(&len.to_be_bytes());
+    if with_csum {
+        let c = outer_udp6_csum(&src, &dst, &udp);
+        udp[6..8].copy_from_slice(&c.to_be_bytes());
+    }
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&len.to_be_bytes());
+    ip.extend_from_slice(&[17, 64]);
+    ip.extend_from_slice(&src);
+    ip.extend_from_slice(&dst);
+    ip.extend_from_slice(&udp);
+    eth(UNDERLAY_DST_MAC, UNDERLAY_SRC_MAC, 0x86dd, &ip)
+}
+
+/// The UDP/IPv6 checksum `udp` should carry (its own field taken as 0).
+fn outer_udp6_csum(src: &[u8; 16], dst: &[u8; 16], udp: &[u8]) -> u16 {
+    let mut all = Vec::new();
+    all.extend_from_slice(src);
+    all.extend_from_slice(dst);
+    all.extend_from_slice(&(udp.len() as u32).to_be_bytes());
+    all.extend_from_slice(&[0, 0, 0, 17]);
+    all.extend_from_slice(&udp[..6]);
+    all.extend_from_slice(&[0, 0]);
+    all.extend_from_slice(&udp[8..]);
+    match csum(&all) {
+        0 => 0xffff,
+        c => c,
+    }
+}
+
+/// VXLAN over IPv6 passing through (no decap) while its inner frame is
+/// rewritten: the outer UDP checksum is computed again (an IPv6 receiver
+/// may refuse zero); a sender's zero checksum stays zero.
+#[test]
+fn vxlan_over_ipv6_passing_through_gets_a_valid_outer_checksum() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(SNAT_OUT, 1), &nat, 0, 1);
+    let inner_at = 14 + 40 + 8 + 8;
+    for (port, with_csum) in [(1000, true), (1001, false)] {
+        let inner = tcp_frame(VM_MAC, GW_MAC, (VM_IP, port), (REMOTE_IP, 80), tcp::SYN);
+        let (v, out) = run(&mut s, &vxlan6_frame(&inner, with_csum), VM, 0);
+        assert_eq!(v, Verdict::Forward { vport: WAN });
+        let (src, dst, _, _) = check_ipv4(&out, inner_at + 14);
+        assert_eq!((src, dst), ([203, 0, 113, 10], REMOTE_IP));
+        let ip = &out[14..];
+        let (a, b): ([u8; 16], [u8; 16]) = (ip[8..24].try_into().unwrap(), ip[24..40].try_into().unwrap());
+        let stored = be16(ip, 40 + 6);
+        if with_csum {
+            assert_eq!(stored, outer_udp6_csum(&a, &b, &ip[40..]));
+        } else {
+            assert_eq!(stored, 0);
+        }
+    }
+}

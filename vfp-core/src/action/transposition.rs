@@ -19,7 +19,7 @@
 use crate::action::encap::{fmt_v4, Encap, OuterChecksum};
 use crate::flow::key::{as_v4, proto, FlowKey};
 use crate::frame::Frame;
-use crate::parse::{common, Fragment, Parsed, L3};
+use crate::parse::{common, Fragment, Outer, Parsed, L3};
 use crate::shard::DropReason;
 use crate::wire::checksum;
 
@@ -155,14 +155,16 @@ impl Transposition {
                 .adj(usize::from(parsed.eth_off))
                 .map_err(|_| DropReason::BadEncap)?,
             // A VXLAN frame passing through with its inner headers changed:
-            // its outer UDP checksum (if any) no longer matches, and zero
-            // is always valid for VXLAN over IPv4.
+            // its outer UDP checksum (if any) no longer matches. Zero is
+            // always valid for VXLAN over IPv4; over IPv6 a receiver may
+            // refuse it (RFC 6935), so the checksum is computed again.
             (Some(o), None) if touched && !o.is_ipv6 => {
                 let at = usize::from(o.udp_off) + 6;
                 if let Some(c) = data_at(frame.data_mut(), at) {
                     c.copy_from_slice(&[0, 0]);
                 }
             }
+            (Some(o), None) if touched => outer_udp6_checksum(frame.data_mut(), &o)?,
             _ => {}
         }
         Ok(())
@@ -303,6 +305,28 @@ impl Transposition {
 }
 
 #[inline]
+/// Computes the UDP checksum of an IPv6 outer header again (one the
+/// sender left zero stays zero).
+#[cold]
+fn outer_udp6_checksum(data: &mut [u8], o: &Outer) -> Result<(), DropReason> {
+    let (l3, udp) = (usize::from(o.l3_off), usize::from(o.udp_off));
+    let len = usize::from(get16(data.get(udp..udp + 8).ok_or(DropReason::ParseTruncated)?, 4));
+    let addr = |at: usize| -> Result<[u8; 16], DropReason> {
+        data.get(at..at + 16)
+            .and_then(|a| a.try_into().ok())
+            .ok_or(DropReason::ParseTruncated)
+    };
+    let pseudo = checksum::pseudo_v6(&addr(l3 + 8)?, &addr(l3 + 24)?, 17, len as u32);
+    let seg = data.get_mut(udp..udp + len).ok_or(DropReason::ParseTruncated)?;
+    if seg.len() < 8 || seg[6..8] == [0, 0] {
+        return Ok(());
+    }
+    seg[6..8].copy_from_slice(&[0, 0]);
+    let c = checksum::udp_finish(checksum::l4_checksum(pseudo, seg));
+    seg[6..8].copy_from_slice(&c.to_be_bytes());
+    Ok(())
+}
+
 fn data_at(data: &mut [u8], at: usize) -> Option<&mut [u8]> {
     data.get_mut(at..at + 2)
 }
