@@ -8,6 +8,7 @@
 use crate::control::{Command, CtlError, DebugOp, FlowsOp, FlowsQuery, Handler, PathChoice, PolicyOp};
 use crate::dataplane::{Dataplane, PublishError};
 use crate::failsafe::SwitchError;
+use crate::policy_ctl::InstallError;
 use crate::report::Snapshot;
 use crate::supervisor::Request;
 use crate::vport::{PathKind, PathState};
@@ -286,7 +287,10 @@ fn policy(dp: &mut Dataplane, op: PolicyOp) -> Outcome {
         }
         PolicyOp::Load { file } => {
             let p = dp.read_policy(&file).map_err(CtlError::invalid_argument)?;
-            let p = dp.install_policy(p).map_err(CtlError::failed)?;
+            let p = dp.install_policy(p).map_err(|e| match e {
+                InstallError::Refused(m) => CtlError::failed(m),
+                InstallError::Late(m) => CtlError::timeout(m),
+            })?;
             Ok(json!({"generation": p.generation, "rules": p.rule_count(), "origin": p.origin()}))
         }
     }

@@ -17,6 +17,19 @@ use vfp_core::policy::{self, Policy};
 use vfp_core::shard::{FlowFilter, FlowInfo, Shard, ShardConfig};
 use vfp_core::topology::VportInfo;
 
+/// Why [`Dataplane::install_policy`] did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// Not installed: the running policy stays.
+    #[error("{0}")]
+    Refused(String),
+    /// Sent to every worker, but not every one acknowledged in time: it
+    /// is the dataplane's policy, and late workers take it when they get
+    /// to their commands.
+    #[error("{0}")]
+    Late(String),
+}
+
 impl Dataplane {
     /// The vports as the policy sees them.
     pub fn topology(&self) -> Vec<VportInfo> {
@@ -71,24 +84,26 @@ impl Dataplane {
     /// their next packet). Returns once every worker runs it. Once every
     /// worker was sent it, it is the dataplane's policy even if a worker
     /// is late to acknowledge (it runs it when it gets there).
-    pub fn install_policy(&mut self, mut policy: Policy) -> Result<Arc<Policy>, String> {
+    pub fn install_policy(&mut self, mut policy: Policy) -> Result<Arc<Policy>, InstallError> {
         self.policy_generation += 1;
         policy.generation = self.policy_generation;
         let policy = Arc::new(policy);
         if self.policy.is_none() {
-            let pipes = self.pipelines(&policy, self.workers.len())?;
+            let pipes = self
+                .pipelines(&policy, self.workers.len())
+                .map_err(InstallError::Refused)?;
             let mut shared = self.engine_stats.lock().unwrap_or_else(|e| e.into_inner());
             shared.clear();
             for (w, p) in self.workers.iter().zip(pipes) {
                 shared.push(p.shard.stats().clone());
                 w.cmds
                     .send(WorkerCmd::Pipeline(p))
-                    .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+                    .map_err(|_| InstallError::Refused(format!("worker on lcore {} is gone", w.lcore)))?;
             }
         } else {
             self.nat
                 .register_policy(&policy)
-                .map_err(|_| "too many SNAT addresses in the policy".to_string())?;
+                .map_err(|_| InstallError::Refused("too many SNAT addresses in the policy".to_string()))?;
         }
         self.cmd_seq += 1;
         let seq = self.cmd_seq;
@@ -98,7 +113,7 @@ impl Dataplane {
                     policy: policy.clone(),
                     seq,
                 })
-                .map_err(|_| format!("worker on lcore {} is gone", w.lcore))?;
+                .map_err(|_| InstallError::Refused(format!("worker on lcore {} is gone", w.lcore)))?;
         }
         self.policy = Some(policy.clone());
         let deadline = Instant::now() + ACK_TIMEOUT;
@@ -108,10 +123,10 @@ impl Dataplane {
             .any(|w| w.stats.cmd_ack.load(Ordering::Acquire) < seq)
         {
             if Instant::now() > deadline {
-                return Err(format!(
+                return Err(InstallError::Late(format!(
                     "workers did not take policy generation {} in time (they run it once they catch up)",
                     policy.generation
-                ));
+                )));
             }
             std::thread::sleep(std::time::Duration::from_micros(50));
         }

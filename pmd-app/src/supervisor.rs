@@ -100,7 +100,11 @@ impl Supervisor {
             log::warn!("SIGHUP: no policy file to reload (started without --policy)");
             return;
         };
-        match self.dp.read_policy(&file).and_then(|p| self.dp.install_policy(p)) {
+        match self
+            .dp
+            .read_policy(&file)
+            .and_then(|p| self.dp.install_policy(p).map_err(|e| e.to_string()))
+        {
             Ok(p) => log::info!("SIGHUP: reloaded {} as generation {}", file.display(), p.generation),
             Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
         }

@@ -304,7 +304,6 @@ impl Transposition {
     }
 }
 
-#[inline]
 /// Computes the UDP checksum of an IPv6 outer header again (one the
 /// sender left zero stays zero).
 #[cold]
@@ -327,6 +326,7 @@ fn outer_udp6_checksum(data: &mut [u8], o: &Outer) -> Result<(), DropReason> {
     Ok(())
 }
 
+#[inline]
 fn data_at(data: &mut [u8], at: usize) -> Option<&mut [u8]> {
     data.get_mut(at..at + 2)
 }
