@@ -400,6 +400,55 @@ fn shutdown_answers_in_flight_then_refuses() {
     assert_eq!(error_code(&replies[1]), "unavailable");
 }
 
+/// A client that queued many requests and reads their replies slowly
+/// (never slowly enough to hit the write timeout) does not hold the
+/// server's shutdown up: after one write timeout its connection is closed,
+/// and the client finds end-of-file behind what was already sent.
+#[test]
+fn a_slow_reader_does_not_hold_up_shutdown() {
+    let limits = Limits {
+        write_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let fx = Fixture::with_limits(limits);
+    let mut s = UnixStream::connect(fx.sock()).unwrap();
+    const QUEUED: usize = 4000;
+    s.write_all("{\"cmd\":\"status\"}\n".repeat(QUEUED).as_bytes()).unwrap();
+    // Answering all of them at 200 bytes every 50 ms would take minutes;
+    // once the server is down the rest is read at full speed.
+    let stopped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (mut r, done) = (s.try_clone().unwrap(), stopped.clone());
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 200];
+        let mut lines = 0;
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return lines,
+                Ok(n) => lines += buf[..n].iter().filter(|b| **b == b'\n').count(),
+            }
+            if !done.load(std::sync::atomic::Ordering::Relaxed) {
+                thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let wait = Instant::now();
+    while fx.mock.last().is_none() {
+        assert!(
+            wait.elapsed() < Duration::from_secs(10),
+            "no request reached the handler"
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+    let t0 = Instant::now();
+    let mut handle = fx.handle;
+    handle.shutdown();
+    let took = t0.elapsed();
+    stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    let replies = reader.join().unwrap();
+    assert!(replies > 0 && replies < QUEUED, "{replies} replies");
+}
+
 #[test]
 fn shutdown_command_reply_is_delivered() {
     let fx = Fixture::start();

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -196,6 +196,17 @@ fn accept_loop(listener: UnixListener, shared: &Arc<Shared>) {
         // Wakes a blocked read with end-of-file; writes still work, so a
         // reply being produced (e.g. to `shutdown`) is still delivered.
         let _ = stream.shutdown(Shutdown::Read);
+    }
+    // Replies in flight, and `unavailable` to requests already queued, get
+    // one write timeout to reach their clients. Then every connection is
+    // closed both ways (a blocked write fails at once): a client that
+    // reads slowly cannot hold the instance's exit up.
+    let deadline = Instant::now() + shared.limits.write_timeout;
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    for stream in lock(&shared.clients).values() {
+        let _ = stream.shutdown(Shutdown::Both);
     }
     for t in threads {
         let _ = t.join();
