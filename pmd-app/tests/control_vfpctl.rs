@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Output};
 use std::sync::Arc;
 use std::thread;
+use std::time::Duration;
 
 use control_support::{Fixture, Mock, TempDir};
-use pmd_app::control::{default_socket_path, Command, DebugOp, PolicyOp, Server};
+use pmd_app::control::{default_socket_path, Command, DebugOp, Limits, PolicyOp, Server};
 use serde_json::{json, Value};
 
 const VFPCTL: &str = env!("CARGO_BIN_EXE_vfpctl");
@@ -274,6 +275,18 @@ fn top_refreshes() {
     for line in out.lines() {
         serde_json::from_str::<Value>(line).unwrap();
     }
+}
+
+/// An interval longer than the instance's idle timeout: the server drops
+/// the connection between refreshes, and `top` connects again.
+#[test]
+fn top_outlives_the_idle_timeout() {
+    let fx = Fixture::with_limits(Limits {
+        idle_timeout: Duration::from_millis(100),
+        ..Limits::default()
+    });
+    let out = ok(&fx, &["--json", "top", "--count", "3", "--interval", "0.4"]);
+    assert_eq!(out.lines().count(), 3, "{out}");
 }
 
 #[test]

@@ -303,9 +303,14 @@ fn raw(client: &mut Client, line: &str) -> Result<(), Failure> {
     }
 }
 
+/// Refreshes `stats` every `interval`. An instance drops a connection
+/// idle for longer than its idle timeout (5 minutes), which a long
+/// interval is: a refresh whose connection was closed connects again once
+/// (`timeout` for the new connection's replies).
 fn top(
     client: &mut Client,
     socket: &std::path::Path,
+    timeout: Duration,
     interval: Duration,
     count: Option<u64>,
     json_out: bool,
@@ -313,7 +318,15 @@ fn top(
     let tty = std::io::stdout().is_terminal();
     let mut n = 0u64;
     loop {
-        let stats = match client.call("stats", json!({}))?.result {
+        let reply = match client.call("stats", json!({})) {
+            Err(ClientError::Closed | ClientError::Io(_)) if n > 0 => {
+                *client = Client::connect(socket)?;
+                client.set_timeout(Some(timeout))?;
+                client.call("stats", json!({}))?
+            }
+            r => r?,
+        };
+        let stats = match reply.result {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error ({}): {}", e.code, e.message);
@@ -364,7 +377,7 @@ fn main() -> ExitCode {
         .map_err(Failure::Client)
         .and_then(|mut client| match cli.cmd {
             Cmd::Raw { line } => raw(&mut client, &line),
-            Cmd::Top { interval, count } => top(&mut client, &socket, interval, count, cli.json),
+            Cmd::Top { interval, count } => top(&mut client, &socket, cli.timeout, interval, count, cli.json),
             other => {
                 let (cmd, args) = request(other);
                 call(&mut client, cmd, args, cli.json)
