@@ -283,6 +283,7 @@ fn policy(dp: &mut Dataplane, op: PolicyOp) -> Outcome {
         },
         PolicyOp::Validate { file } => {
             let p = dp.read_policy(&file).map_err(CtlError::invalid_argument)?;
+            dp.check_snat_room(&p).map_err(CtlError::invalid_argument)?;
             Ok(json!({"valid": true, "rules": p.rule_count(), "layers": p.layers().len()}))
         }
         PolicyOp::Load { file } => {

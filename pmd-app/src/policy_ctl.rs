@@ -48,12 +48,29 @@ impl Dataplane {
         policy::load_file(file, &self.topology()).map_err(|e| e.to_string())
     }
 
+    /// Whether the NAT address table has a slot for every SNAT address of
+    /// `policy` not registered yet (`policy validate` asks too).
+    pub fn check_snat_room(&self, policy: &Policy) -> Result<(), String> {
+        let (new, free) = (self.nat.unregistered(policy), self.nat.free_slots());
+        if new > free {
+            return Err(format!(
+                "the policy has {new} SNAT addresses not used before, and {free} of the {} NAT address slots \
+                 are free (an address keeps its slot until the instance restarts)",
+                vfp_core::action::nat::MAX_ADDRS
+            ));
+        }
+        Ok(())
+    }
+
+    fn register_snat(&self, policy: &Policy) -> Result<(), String> {
+        self.check_snat_room(policy)?;
+        self.nat.register_policy(policy).map(drop).map_err(|e| e.to_string())
+    }
+
     /// One pipeline for each of `n` workers for `policy` (start-up, or
     /// the first load).
     pub fn pipelines(&mut self, policy: &Arc<Policy>, n: usize) -> Result<Vec<Box<Pipeline>>, String> {
-        self.nat
-            .register_policy(policy)
-            .map_err(|_| "too many SNAT addresses in the policy".to_string())?;
+        self.register_snat(policy)?;
         let n = n.max(1);
         let (tsc0, hz) = (dpdk::rdtsc(), dpdk::tsc_hz());
         let t = Instant::now();
@@ -101,9 +118,7 @@ impl Dataplane {
                     .map_err(|_| InstallError::Refused(format!("worker on lcore {} is gone", w.lcore)))?;
             }
         } else {
-            self.nat
-                .register_policy(&policy)
-                .map_err(|_| InstallError::Refused("too many SNAT addresses in the policy".to_string()))?;
+            self.register_snat(&policy).map_err(InstallError::Refused)?;
         }
         self.cmd_seq += 1;
         let seq = self.cmd_seq;

@@ -682,3 +682,57 @@ fn switch_moves_traffic_and_unplug_fails_over() {
 
     app.shutdown();
 }
+
+/// SNAT addresses keep their NAT slot until the instance restarts, and
+/// there are 64 slots. A policy whose new addresses do not fit is refused
+/// by `validate` and by `load` with a message that says so, and a refused
+/// load takes no slot: the policy that fills the table exactly still loads
+/// after it.
+#[test]
+fn snat_address_slots_are_counted_and_a_refused_load_takes_none() {
+    let d = scratch("ctlnat");
+    let app = idle_app(
+        "ctlnat",
+        &d.0.join("ctl.sock"),
+        &[
+            "--vport",
+            "name=vm,fast=net_null0,role=vm",
+            "--vport",
+            "name=wan,fast=net_null1,role=net",
+        ],
+    );
+    let policy = |name: &str, net: u8, n: u8| -> String {
+        let addrs: Vec<String> = (1..=n).map(|i| format!("\"198.18.{net}.{i}\"")).collect();
+        let text = format!(
+            "[[layers]]\nname = \"nat\"\ndefault = \"allow\"\n[[layers.groups]]\n[[layers.groups.rules]]\n\
+             id = 1\npriority = 1\ndirection = \"out\"\naction = \"snat\"\n\
+             snat = {{ addrs = [{}], ports = \"1024-1027\" }}\n",
+            addrs.join(", ")
+        );
+        let path = d.path(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (p40, p30, p24) = (
+        policy("p40.toml", 1, 40),
+        policy("p30.toml", 2, 30),
+        policy("p24.toml", 3, 24),
+    );
+    assert_eq!(app.json(&["policy", "load", &p40])["generation"], 1);
+    let msg = app.err(&["policy", "validate", &p30], "invalid_argument");
+    assert!(
+        msg.contains("30 SNAT addresses not used before") && msg.contains("24 of the 64"),
+        "{msg}"
+    );
+    let msg = app.err(&["policy", "load", &p30], "failed");
+    assert!(msg.contains("30 SNAT addresses not used before"), "{msg}");
+    assert_eq!(app.json(&["policy", "show"])["origin"], p40.as_str());
+    assert_eq!(app.json(&["policy", "validate", &p24])["valid"], true);
+    assert_eq!(app.json(&["policy", "load", &p24])["origin"], p24.as_str());
+    // p40's addresses are registered: loading it again needs no slot.
+    app.json(&["policy", "load", &p40]);
+    let msg = app.err(&["policy", "load", &policy("p1.toml", 4, 1)], "failed");
+    assert!(msg.contains("0 of the 64"), "{msg}");
+    let out = app.shutdown();
+    assert!(out.status.success(), "{}", out.stderr);
+}

@@ -62,6 +62,20 @@ impl std::fmt::Debug for NatPorts {
     }
 }
 
+/// Every SNAT pool address `policy` names, in rule order (repeats
+/// included).
+fn snat_addrs(policy: &crate::policy::Policy) -> impl Iterator<Item = [u8; 4]> + '_ {
+    policy
+        .layers()
+        .iter()
+        .flat_map(|l| l.rules.iter())
+        .filter_map(|r| match &r.verb {
+            crate::policy::Verb::Snat(spec) => Some(spec.addrs.iter().copied()),
+            _ => None,
+        })
+        .flatten()
+}
+
 impl NatPorts {
     /// An empty table (bitmaps for all [`MAX_ADDRS`] slots, 512 KiB).
     pub fn new() -> NatPorts {
@@ -88,28 +102,50 @@ impl NatPorts {
     }
 
     /// Registers every SNAT pool address of `policy` (call before
-    /// publishing the policy to the shards); returns how many it names.
+    /// publishing the policy to the shards), all or none: a policy whose
+    /// new addresses do not all fit registers none of them. Returns how
+    /// many addresses the policy names.
     pub fn register_policy(&self, policy: &crate::policy::Policy) -> Result<usize, NatTableFull> {
+        let _g = self.lock();
+        if self.unregistered(policy) > self.free_slots() {
+            return Err(NatTableFull);
+        }
         let mut n = 0;
-        for layer in policy.layers() {
-            for rule in layer.rules.iter() {
-                if let crate::policy::Verb::Snat(spec) = &rule.verb {
-                    for &a in &spec.addrs {
-                        self.register(a)?;
-                        n += 1;
-                    }
-                }
-            }
+        for a in snat_addrs(policy) {
+            self.register_locked(a)?;
+            n += 1;
         }
         Ok(n)
+    }
+
+    /// How many distinct SNAT addresses of `policy` are not registered.
+    pub fn unregistered(&self, policy: &crate::policy::Policy) -> usize {
+        let mut new: Vec<[u8; 4]> = snat_addrs(policy).filter(|a| self.slot_of(*a).is_none()).collect();
+        new.sort_unstable();
+        new.dedup();
+        new.len()
+    }
+
+    /// Address slots still free. Registered addresses keep their slot
+    /// until the app restarts (a shard may still hold ports of one).
+    pub fn free_slots(&self) -> usize {
+        MAX_ADDRS - self.published.load(Ordering::Acquire)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock only means another registration panicked; the
+        // table itself is consistent, so carry on.
+        self.register_lock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Makes `addr` available to the shards; idempotent. Control thread
     /// only (it may block briefly on other registrations, never on shards).
     pub fn register(&self, addr: [u8; 4]) -> Result<u8, NatTableFull> {
-        // A poisoned lock only means another registration panicked; the
-        // table itself is consistent, so carry on.
-        let _g = self.register_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.lock();
+        self.register_locked(addr)
+    }
+
+    fn register_locked(&self, addr: [u8; 4]) -> Result<u8, NatTableFull> {
         if let Some(s) = self.slot_of(addr) {
             return Ok(s);
         }
@@ -246,6 +282,37 @@ mod tests {
         }
         assert_eq!(n.register([10, 1, 0, 0]), Err(NatTableFull));
         assert_eq!(n.addrs().len(), MAX_ADDRS);
+    }
+
+    fn snat_policy(addrs: &[&str]) -> crate::policy::Policy {
+        let list = addrs.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+        let text = format!(
+            "[[layers]]\nname = \"nat\"\ndefault = \"allow\"\n[[layers.groups]]\n[[layers.groups.rules]]\n\
+             id = 1\npriority = 1\ndirection = \"out\"\naction = \"snat\"\n\
+             snat = {{ addrs = [{list}], ports = \"1024-2047\" }}\n"
+        );
+        let vports = [crate::topology::VportInfo::new("vm", crate::topology::Role::Vm, 1)];
+        crate::policy::load_str(&text, "<test>", &vports).unwrap()
+    }
+
+    /// A policy whose new addresses do not all fit registers none of them
+    /// (a failed load does not use slots up); addresses already registered
+    /// need no slot.
+    #[test]
+    fn a_policy_registers_all_its_addresses_or_none() {
+        let n = NatPorts::new();
+        for i in 0..MAX_ADDRS - 1 {
+            n.register([10, 0, 0, i as u8]).unwrap();
+        }
+        let two_new = snat_policy(&["192.0.2.1", "192.0.2.2", "10.0.0.5"]);
+        assert_eq!(n.unregistered(&two_new), 2);
+        assert_eq!(n.register_policy(&two_new), Err(NatTableFull));
+        assert_eq!((n.free_slots(), n.slot_of([192, 0, 2, 1])), (1, None));
+        let one_new = snat_policy(&["192.0.2.2", "10.0.0.5"]);
+        assert_eq!(n.unregistered(&one_new), 1);
+        assert_eq!(n.register_policy(&one_new), Ok(2));
+        assert_eq!(n.free_slots(), 0);
+        assert_eq!(n.register_policy(&snat_policy(&["10.0.0.1"])), Ok(1));
     }
 
     #[test]
