@@ -15,10 +15,13 @@ use crate::vport::{PathKind, PathState};
 use crossbeam::channel::{self, Sender};
 use serde_json::{json, Value};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use vfp_core::policy::Policy;
 use vfp_core::shard::{FlowFilter, FlowInfo};
+use vfp_core::topology::VportInfo;
 
 /// How long a connection waits for the control thread to answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(8);
@@ -26,6 +29,38 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(8);
 pub struct AppHandler {
     pub requests: Sender<Request>,
     pub running: Arc<AtomicBool>,
+    /// The vports as a policy sees them (fixed once the app runs): policy
+    /// files are read and checked on the connection's thread, so a large
+    /// one does not hold the control thread (failover, other clients) up.
+    pub topology: Vec<VportInfo>,
+}
+
+/// Where a request handed to the control thread is: pending, then either
+/// started (by the control thread) or abandoned (by its connection, whose
+/// client is answered `timeout`), never both.
+#[derive(Default)]
+struct RequestState(AtomicU8);
+
+impl RequestState {
+    const PENDING: u8 = 0;
+    const STARTED: u8 = 1;
+    const ABANDONED: u8 = 2;
+
+    /// The control thread may run the request (it was not abandoned).
+    fn start(&self) -> bool {
+        self.swap_pending(Self::STARTED)
+    }
+
+    /// The request will not run (it had not started).
+    fn abandon(&self) -> bool {
+        self.swap_pending(Self::ABANDONED)
+    }
+
+    fn swap_pending(&self, to: u8) -> bool {
+        self.0
+            .compare_exchange(Self::PENDING, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 type Outcome = Result<Value, CtlError>;
@@ -48,24 +83,58 @@ impl Handler for AppHandler {
                 self.running.store(false, Ordering::Relaxed);
                 Ok(json!({"shutting_down": true}))
             }
+            Command::Policy(PolicyOp::Validate { file }) => {
+                let p = self.read_policy(&file)?;
+                self.on_control_thread(move |dp| policy_validate(dp, p))
+            }
+            Command::Policy(PolicyOp::Load { file }) => {
+                let p = self.read_policy(&file)?;
+                self.on_control_thread(move |dp| policy_load(dp, p))
+            }
             other => self.on_control_thread(move |dp| execute(dp, other)),
         }
     }
 }
 
 impl AppHandler {
+    fn read_policy(&self, file: &Path) -> Result<Policy, CtlError> {
+        vfp_core::policy::load_file(file, &self.topology).map_err(|e| CtlError::invalid_argument(e.to_string()))
+    }
+
+    /// Runs `f` on the control thread and returns its outcome. A request
+    /// still queued when its client is answered `timeout` is dropped
+    /// unrun, so a `timeout` never hides a change made later; one that
+    /// started by then is waited for once more, and its outcome returned.
     fn on_control_thread(&self, f: impl FnOnce(&mut Dataplane) -> Outcome + Send + 'static) -> Outcome {
         let (tx, rx) = channel::bounded(1);
+        let state = Arc::new(RequestState::default());
+        let run_state = Arc::clone(&state);
         let rq: Request = Box::new(move |dp: &mut Dataplane| {
-            let _ = tx.send(f(dp));
+            if run_state.start() {
+                let _ = tx.send(f(dp));
+            }
         });
         self.requests
             .send_timeout(rq, ANSWER_TIMEOUT)
             .map_err(|_| CtlError::unavailable("the control thread is not taking requests"))?;
+        let gone = || CtlError::unavailable("the instance is shutting down");
         match rx.recv_timeout(ANSWER_TIMEOUT) {
             Ok(r) => r,
-            Err(channel::RecvTimeoutError::Timeout) => Err(CtlError::timeout("the dataplane did not answer in time")),
-            Err(channel::RecvTimeoutError::Disconnected) => Err(CtlError::unavailable("the instance is shutting down")),
+            Err(channel::RecvTimeoutError::Timeout) => {
+                if state.abandon() {
+                    return Err(CtlError::timeout(
+                        "the control thread did not get to the request in time; it was not carried out",
+                    ));
+                }
+                match rx.recv_timeout(ANSWER_TIMEOUT) {
+                    Ok(r) => r,
+                    Err(channel::RecvTimeoutError::Timeout) => Err(CtlError::timeout(
+                        "the request started but did not finish in time; it completes on its own",
+                    )),
+                    Err(channel::RecvTimeoutError::Disconnected) => Err(gone()),
+                }
+            }
+            Err(channel::RecvTimeoutError::Disconnected) => Err(gone()),
         }
     }
 }
@@ -281,20 +350,30 @@ fn policy(dp: &mut Dataplane, op: PolicyOp) -> Outcome {
             }
             None => Ok(json!({"generation": 0, "origin": null, "rules": 0, "layers": []})),
         },
+        // The app's handler reads the file on the connection's thread and
+        // calls the two below; this reads it here (same outcome).
         PolicyOp::Validate { file } => {
             let p = dp.read_policy(&file).map_err(CtlError::invalid_argument)?;
-            dp.check_snat_room(&p).map_err(CtlError::invalid_argument)?;
-            Ok(json!({"valid": true, "rules": p.rule_count(), "layers": p.layers().len()}))
+            policy_validate(dp, p)
         }
         PolicyOp::Load { file } => {
             let p = dp.read_policy(&file).map_err(CtlError::invalid_argument)?;
-            let p = dp.install_policy(p).map_err(|e| match e {
-                InstallError::Refused(m) => CtlError::failed(m),
-                InstallError::Late(m) => CtlError::timeout(m),
-            })?;
-            Ok(json!({"generation": p.generation, "rules": p.rule_count(), "origin": p.origin()}))
+            policy_load(dp, p)
         }
     }
+}
+
+fn policy_validate(dp: &mut Dataplane, p: Policy) -> Outcome {
+    dp.check_snat_room(&p).map_err(CtlError::invalid_argument)?;
+    Ok(json!({"valid": true, "rules": p.rule_count(), "layers": p.layers().len()}))
+}
+
+fn policy_load(dp: &mut Dataplane, p: Policy) -> Outcome {
+    let p = dp.install_policy(p).map_err(|e| match e {
+        InstallError::Refused(m) => CtlError::failed(m),
+        InstallError::Late(m) => CtlError::timeout(m),
+    })?;
+    Ok(json!({"generation": p.generation, "rules": p.rule_count(), "origin": p.origin()}))
 }
 
 fn debug(dp: &mut Dataplane, op: DebugOp) -> Outcome {
@@ -311,4 +390,25 @@ fn debug(dp: &mut Dataplane, op: DebugOp) -> Outcome {
     };
     res.map_err(CtlError::failed)?;
     Ok(json!({"device": device, "op": name, "status": status(dp)["vports"].clone()}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RequestState;
+
+    #[test]
+    fn an_abandoned_request_never_starts() {
+        let s = RequestState::default();
+        assert!(s.abandon());
+        assert!(!s.start());
+        assert!(!s.abandon());
+    }
+
+    #[test]
+    fn a_started_request_cannot_be_abandoned() {
+        let s = RequestState::default();
+        assert!(s.start());
+        assert!(!s.abandon());
+        assert!(!s.start());
+    }
 }

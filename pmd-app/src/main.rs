@@ -225,6 +225,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         let handler = Arc::new(AppHandler {
             requests: rq_tx.clone(),
             running: running.clone(),
+            topology: dp.topology(),
         });
         let s = control::Server::bind(&path, app.control_socket_group.as_deref())
             .and_then(|s| s.spawn(handler))
