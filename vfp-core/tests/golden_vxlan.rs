@@ -177,21 +177,6 @@ fn encap_without_headroom_is_dropped() {
     assert_eq!(v, Verdict::Drop(DropReason::NoHeadroom));
 }
 
-const SNAT_OUT: &str = r#"
-[[layers]]
-name = "nat"
-default = "allow"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 100
-direction = "out"
-action = "snat"
-snat = { addrs = ["203.0.113.10"], ports = "40000-40099" }
-"#;
-
 /// Ethernet / IPv6 / UDP 4789 / VXLAN around `inner`, with an outer UDP
 /// checksum (zero when `with_csum` is false), computed by the test.
 fn vxlan6_frame(inner: &[u8], with_csum: bool) -> Vec<u8> {
@@ -236,7 +221,7 @@ fn outer_udp6_csum(src: &[u8; 16], dst: &[u8; 16], udp: &[u8]) -> u16 {
 #[test]
 fn vxlan_over_ipv6_passing_through_gets_a_valid_outer_checksum() {
     let nat = Arc::new(NatPorts::new());
-    let mut s = shard(policy(SNAT_OUT, 1), &nat, 0, 1);
+    let mut s = shard(policy(&snat_policy(40000, 40099), 1), &nat, 0, 1);
     let inner_at = 14 + 40 + 8 + 8;
     for (port, with_csum) in [(1000, true), (1001, false)] {
         let inner = tcp_frame(VM_MAC, GW_MAC, (VM_IP, port), (REMOTE_IP, 80), tcp::SYN);

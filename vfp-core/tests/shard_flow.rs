@@ -8,23 +8,10 @@ use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
 use vfp_core::shard::{DropReason, FlowFilter, Hint, Shard, ShardConfig, Verdict};
 
-const SNAT_2_PORTS: &str = r#"
-[timeouts]
-udp = 10
-
-[[layers]]
-name = "nat"
-default = "allow"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 100
-direction = "out"
-action = "snat"
-snat = { addrs = ["203.0.113.10"], ports = "40000-40001" }
-"#;
+/// Two SNAT ports and a 10 s UDP timeout.
+fn snat_2_ports() -> String {
+    format!("[timeouts]\nudp = 10\n{}", snat_policy(40000, 40001))
+}
 
 const DENY_ALL: &str = r#"
 [[layers]]
@@ -108,7 +95,7 @@ fn later_fragments_are_dropped() {
 #[test]
 fn nat_ports_are_exhausted_then_released_by_expiry_and_flush() {
     let nat = Arc::new(NatPorts::new());
-    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    let mut s = shard(policy(&snat_2_ports(), 1), &nat, 0, 1);
     assert!(matches!(run(&mut s, &udp_out(1), VM, 0).0, Verdict::Forward { .. }));
     assert!(matches!(run(&mut s, &udp_out(2), VM, 0).0, Verdict::Forward { .. }));
     assert_eq!(
@@ -180,12 +167,12 @@ fn tcp_idle_timeouts_follow_the_connection_state() {
 #[test]
 fn a_new_generation_reevaluates_pairs_lazily() {
     let nat = Arc::new(NatPorts::new());
-    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    let mut s = shard(policy(&snat_2_ports(), 1), &nat, 0, 1);
     let (_, out) = run(&mut s, &udp_out(7), VM, 0);
     let port = ports(&out, 14).0;
 
     // Same rules, new generation: the pair survives with its NAT port.
-    s.set_policy(policy(SNAT_2_PORTS, 2));
+    s.set_policy(policy(&snat_2_ports(), 2));
     let (v, out) = run(&mut s, &udp_out(7), VM, 1);
     assert_eq!(v, Verdict::Forward { vport: WAN });
     assert_eq!(ports(&out, 14).0, port);
@@ -226,9 +213,9 @@ fn a_new_generation_reevaluates_pairs_lazily() {
 fn a_reply_whose_side_is_rekeyed_by_reconciling_is_not_rewritten() {
     let nat = Arc::new(NatPorts::new());
     let mut s = shard(Arc::new(vfp_core::policy::Policy::allow_all(&vports())), &nat, 0, 1);
-    nat.register_policy(&policy(SNAT_2_PORTS, 2)).unwrap();
+    nat.register_policy(&policy(&snat_2_ports(), 2)).unwrap();
     assert_eq!(run(&mut s, &udp_out(7), VM, 0).0, Verdict::Forward { vport: WAN });
-    s.set_policy(policy(SNAT_2_PORTS, 2));
+    s.set_policy(policy(&snat_2_ports(), 2));
     let reply = udp_frame(PEER_MAC, GW_MAC, (S, 53), (C, 7), true);
     assert_eq!(run(&mut s, &reply, WAN, 1).0, Verdict::Drop(DropReason::FlowConflict));
     assert_eq!(s.stats().reconciled.get(), 1);
@@ -250,7 +237,7 @@ fn a_reply_whose_side_is_rekeyed_by_reconciling_is_not_rewritten() {
 #[test]
 fn flows_are_listed_filtered_and_serialisable() {
     let nat = Arc::new(NatPorts::new());
-    let mut s = shard(policy(SNAT_2_PORTS, 1), &nat, 0, 1);
+    let mut s = shard(policy(&snat_2_ports(), 1), &nat, 0, 1);
     run(&mut s, &udp_out(1), VM, 0);
     run(
         &mut s,

@@ -14,25 +14,6 @@ const C: [u8; 4] = [10, 0, 0, 1];
 const S: [u8; 4] = [198, 51, 100, 7];
 const PUB: [u8; 4] = [203, 0, 113, 10];
 
-fn snat_policy(lo: u16, hi: u16) -> String {
-    format!(
-        r#"
-[[layers]]
-name = "nat"
-default = "allow"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-action = "snat"
-snat = {{ addrs = ["203.0.113.10"], ports = "{lo}-{hi}" }}
-"#
-    )
-}
-
 fn key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
     FlowKey {
         src: v4_mapped(src),

@@ -304,9 +304,9 @@ fn raw(client: &mut Client, line: &str) -> Result<(), Failure> {
 }
 
 /// Refreshes `stats` every `interval`. An instance drops a connection
-/// idle for longer than its idle timeout (5 minutes), which a long
-/// interval is: a refresh whose connection was closed connects again once
-/// (`timeout` for the new connection's replies).
+/// idle for longer than its idle timeout (5 minutes), as a long interval
+/// leaves it: a refresh whose connection was closed connects again once,
+/// with the same reply `timeout`.
 fn top(
     client: &mut Client,
     socket: &std::path::Path,

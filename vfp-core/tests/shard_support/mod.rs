@@ -41,6 +41,27 @@ pub fn policy(text: &str, generation: u64) -> Arc<Policy> {
     Arc::new(p)
 }
 
+/// One layer that source-NATs every outbound flow to 203.0.113.10,
+/// ports `lo..=hi`.
+pub fn snat_policy(lo: u16, hi: u16) -> String {
+    format!(
+        r#"
+[[layers]]
+name = "nat"
+default = "allow"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "out"
+action = "snat"
+snat = {{ addrs = ["203.0.113.10"], ports = "{lo}-{hi}" }}
+"#
+    )
+}
+
 pub fn allow_all() -> Arc<Policy> {
     Arc::new(Policy::allow_all(&vports()))
 }
