@@ -381,6 +381,35 @@ fn idle_clients_are_disconnected() {
     assert_eq!(fx.handle.clients(), 0);
 }
 
+/// The idle limit covers a whole request line: a client that trickles an
+/// unfinished line, a byte at a time, is disconnected like a silent one
+/// instead of keeping its slot.
+#[test]
+fn a_trickled_unfinished_line_is_disconnected() {
+    let limits = Limits {
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let fx = Fixture::with_limits(limits);
+    let mut s = UnixStream::connect(fx.sock()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let t0 = Instant::now();
+    loop {
+        assert!(t0.elapsed() < Duration::from_secs(10), "still connected");
+        if s.write_all(b" ").is_err() {
+            break;
+        }
+        let mut b = [0u8; 64];
+        match s.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => panic!("unexpected reply: {}", String::from_utf8_lossy(&b[..n])),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(300));
+}
+
 #[test]
 fn shutdown_answers_in_flight_then_refuses() {
     let fx = Fixture::start();

@@ -9,6 +9,7 @@
 use std::io::{ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use serde_json::Value;
 
@@ -33,8 +34,19 @@ pub(crate) fn serve(stream: UnixStream, client: u64, shared: &Shared) {
     };
     let mut reader = LineReader::new(read_half, MAX_REQUEST_LINE);
     let mut writer = stream;
+    // The idle limit runs from the last answer (or the connection) to the
+    // next complete line: a client trickling an unfinished line does not
+    // keep its slot by sending a byte now and then.
+    let mut since = Instant::now();
     loop {
-        let reply = match reader.next_line() {
+        let left = limits.idle_timeout.saturating_sub(since.elapsed());
+        let read = if left.is_zero() {
+            Err(ErrorKind::TimedOut.into())
+        } else {
+            writer.set_read_timeout(Some(left)).and_then(|()| reader.next_line())
+        };
+        let reply = match read {
+            Ok(Line::Pending) => continue,
             Ok(Line::Eof) => break,
             Ok(Line::TooLong) => encode_reply(
                 &Value::Null,
@@ -44,13 +56,14 @@ pub(crate) fn serve(stream: UnixStream, client: u64, shared: &Shared) {
             ),
             Ok(Line::Complete(line)) => {
                 if line.iter().all(u8::is_ascii_whitespace) {
+                    since = Instant::now();
                     continue;
                 }
                 answer(&line, client, shared)
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 log::info!(
-                    "control client {client}: idle for {:?}, disconnecting",
+                    "control client {client}: no complete request for {:?}, disconnecting",
                     limits.idle_timeout
                 );
                 break;
@@ -64,6 +77,7 @@ pub(crate) fn serve(stream: UnixStream, client: u64, shared: &Shared) {
             log::info!("control client {client}: write failed ({e}), disconnecting");
             break;
         }
+        since = Instant::now();
     }
     log::debug!("control client {client}: closed");
 }

@@ -17,6 +17,9 @@ pub enum Line {
     Complete(Vec<u8>),
     /// The line exceeded the cap; it is being discarded.
     TooLong,
+    /// Bytes arrived but no newline yet: the caller may check a deadline
+    /// for the whole line before asking again.
+    Pending,
     /// The peer closed its side.
     Eof,
 }
@@ -38,8 +41,9 @@ impl<R: Read> LineReader<R> {
         }
     }
 
-    /// The next line. I/O errors (including read timeouts) are returned
-    /// as-is; partial data read so far is kept for the next call.
+    /// The next line, or [`Line::Pending`] after each read that ended
+    /// without a newline. I/O errors (including read timeouts) are
+    /// returned as-is; partial data read so far is kept for the next call.
     pub fn next_line(&mut self) -> io::Result<Line> {
         loop {
             let avail = match self.inner.fill_buf() {
@@ -59,9 +63,10 @@ impl<R: Read> LineReader<R> {
             let consumed = newline.map_or(avail.len(), |i| i + 1);
             if self.discarding {
                 self.inner.consume(consumed);
-                if newline.is_some() {
-                    self.discarding = false;
+                if newline.is_none() {
+                    return Ok(Line::Pending);
                 }
+                self.discarding = false;
                 continue;
             }
             if self.line.len() + chunk_len > self.max {
@@ -72,9 +77,10 @@ impl<R: Read> LineReader<R> {
             }
             self.line.extend_from_slice(&avail[..chunk_len]);
             self.inner.consume(consumed);
-            if newline.is_some() {
-                return Ok(Line::Complete(self.take_line()));
-            }
+            return Ok(match newline {
+                Some(_) => Line::Complete(self.take_line()),
+                None => Line::Pending,
+            });
         }
     }
 
@@ -95,6 +101,9 @@ mod tests {
         let mut out = Vec::new();
         loop {
             let l = r.next_line().unwrap();
+            if l == Line::Pending {
+                continue;
+            }
             let eof = l == Line::Eof;
             out.push(l);
             if eof {
