@@ -5,9 +5,9 @@
 use crate::dataplane::Dataplane;
 use crate::dpdk::events::DeviceEvent;
 use crate::report::Snapshot;
-use crossbeam::channel::Receiver;
+use crossbeam::channel::{Receiver, Sender};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,9 +28,15 @@ pub struct Supervisor {
     pub policy_file: Option<PathBuf>,
     pub events: Receiver<DeviceEvent>,
     pub requests: Receiver<Request>,
+    /// Where a SIGHUP reload sends the install of the policy it read.
+    pub requests_tx: Sender<Request>,
     pub stats_period: Duration,
     pub duration: Option<Duration>,
     pub stop_after: Option<u64>,
+    /// SIGHUP reloads started, and the number of the latest (shared with
+    /// the reload threads).
+    pub reloads: u64,
+    pub latest_reload: Arc<AtomicU64>,
 }
 
 impl Supervisor {
@@ -88,7 +94,9 @@ impl Supervisor {
     }
 
     /// SIGHUP: re-read the policy file and publish it. A bad file keeps
-    /// the running policy.
+    /// the running policy. The file is read on a thread of its own (a
+    /// large policy must not hold failover up) and installed as a request
+    /// on this thread; a reload that a later SIGHUP overtook is dropped.
     fn reload_policy(&mut self) {
         let Some(file) = self
             .dp
@@ -100,13 +108,28 @@ impl Supervisor {
             log::warn!("SIGHUP: no policy file to reload (started without --policy)");
             return;
         };
-        match self
-            .dp
-            .read_policy(&file)
-            .and_then(|p| self.dp.install_policy(p).map_err(|e| e.to_string()))
-        {
-            Ok(p) => log::info!("SIGHUP: reloaded {} as generation {}", file.display(), p.generation),
-            Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
+        self.reloads += 1;
+        let (seq, latest) = (self.reloads, Arc::clone(&self.latest_reload));
+        latest.store(seq, Ordering::Release);
+        let (topology, tx) = (self.dp.topology(), self.requests_tx.clone());
+        let read = move || {
+            let policy = vfp_core::policy::load_file(&file, &topology);
+            let install: Request = Box::new(move |dp: &mut Dataplane| {
+                if latest.load(Ordering::Acquire) != seq || !dp.running.load(Ordering::Relaxed) {
+                    return;
+                }
+                match policy
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| dp.install_policy(p).map_err(|e| e.to_string()))
+                {
+                    Ok(p) => log::info!("SIGHUP: reloaded {} as generation {}", file.display(), p.generation),
+                    Err(e) => log::error!("SIGHUP: policy not reloaded, the running one stays: {e}"),
+                }
+            });
+            let _ = tx.send(install);
+        };
+        if let Err(e) = std::thread::Builder::new().name("vfp-reload".into()).spawn(read) {
+            log::error!("SIGHUP: cannot start the reload thread: {e}");
         }
     }
 }
