@@ -257,7 +257,6 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         events: ev_rx,
         requests: rq_rx,
         requests_tx: rq_tx.clone(),
-        reloads: 0,
         latest_reload: Default::default(),
         stats_period: Duration::from_secs(app.stats_period),
         duration: (app.duration > 0).then(|| Duration::from_secs(app.duration)),

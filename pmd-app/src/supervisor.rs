@@ -33,9 +33,7 @@ pub struct Supervisor {
     pub stats_period: Duration,
     pub duration: Option<Duration>,
     pub stop_after: Option<u64>,
-    /// SIGHUP reloads started, and the number of the latest (shared with
-    /// the reload threads).
-    pub reloads: u64,
+    /// Number of the latest SIGHUP reload (shared with the reload threads).
     pub latest_reload: Arc<AtomicU64>,
 }
 
@@ -108,9 +106,8 @@ impl Supervisor {
             log::warn!("SIGHUP: no policy file to reload (started without --policy)");
             return;
         };
-        self.reloads += 1;
-        let (seq, latest) = (self.reloads, Arc::clone(&self.latest_reload));
-        latest.store(seq, Ordering::Release);
+        let latest = Arc::clone(&self.latest_reload);
+        let seq = latest.fetch_add(1, Ordering::AcqRel) + 1;
         let (topology, tx) = (self.dp.topology(), self.requests_tx.clone());
         let read = move || {
             let policy = vfp_core::policy::load_file(&file, &topology);

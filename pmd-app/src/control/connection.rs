@@ -21,9 +21,9 @@ use super::server::Shared;
 /// Serve `stream` until the client leaves, idles out, or the server stops.
 pub(crate) fn serve(stream: UnixStream, client: u64, shared: &Shared) {
     let limits = &shared.limits;
+    // The read timeout is set before each read (see below).
     let setup = stream
-        .set_read_timeout(Some(limits.idle_timeout))
-        .and_then(|()| stream.set_write_timeout(Some(limits.write_timeout)))
+        .set_write_timeout(Some(limits.write_timeout))
         .and_then(|()| stream.try_clone());
     let read_half = match setup {
         Ok(s) => s,
