@@ -38,6 +38,7 @@ use std::sync::Arc;
 
 use crate::action::compile::{compile_pair, reverse_key, FirstPacket};
 use crate::action::encap::OuterChecksum;
+use crate::action::icmp_error::{self, Quote};
 use crate::action::nat::{NatBinding, NatPorts};
 use crate::action::transposition::ChecksumPlan;
 use crate::decision::{Actions, Decision, SnatSpec};
@@ -348,11 +349,7 @@ impl Shard {
         let len = frame.len();
         let x = pair.xpos(side);
         let vport = x.out_vport;
-        let outer = if vport < 64 && self.offload_vports & (1 << vport) != 0 {
-            OuterChecksum::Offload
-        } else {
-            self.outer_csum
-        };
+        let outer = outer_checksum(self.offload_vports, self.outer_csum, vport);
         match x.apply_with(frame, parsed, outer) {
             Ok(plan) => {
                 pair.touch(side, len, now, parsed.tcp_flags);
@@ -396,6 +393,12 @@ impl Shard {
     /// stack frame for a pair under construction, fewer spills).
     #[inline(never)]
     fn miss(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
+        if icmp_error::is_error(frame.data(), parsed) {
+            return match icmp_error::quoted(frame.data(), parsed) {
+                Some(q) => self.related(frame, parsed, &q, may_redirect),
+                None => Verdict::Drop(DropReason::NoFlow),
+            };
+        }
         let key = &parsed.key;
         let owner = key.owner(self.cfg.nshards);
         if may_redirect && owner != self.cfg.id {
@@ -435,6 +438,56 @@ impl Shard {
         };
         match creator.create_pair(&first, &actions, policy.generation, now) {
             Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now, may_redirect),
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// An ICMP error without a pair of its own: it takes the pair side a
+    /// reply to the packet it quotes would take (see
+    /// [`crate::action::icmp_error`]), found here, through a redirect, or
+    /// on the shard owning that reply's key. An error that belongs to no
+    /// flow (or quotes no packet a flow could hold) never opens one: it is
+    /// dropped as `no-flow`.
+    #[cold]
+    #[inline(never)]
+    fn related(&mut self, frame: &mut Frame, parsed: &Parsed, quote: &Quote, may_redirect: bool) -> Verdict {
+        let key = quote.reply_key(&parsed.key);
+        let (idx, side) = match self.table.lookup(&key) {
+            Some(Lookup::Pair { idx, side }) => (idx, side),
+            Some(Lookup::Redirect { owner }) => return Verdict::Redirect { owner },
+            None => {
+                let owner = key.owner(self.cfg.nshards);
+                if may_redirect && owner != self.cfg.id {
+                    return Verdict::Redirect { owner };
+                }
+                return Verdict::Drop(DropReason::NoFlow);
+            }
+        };
+        if self
+            .table
+            .pair(idx)
+            .is_some_and(|p| p.generation != self.policy.generation)
+        {
+            if let Err(r) = self.reconcile(idx) {
+                return Verdict::Drop(r);
+            }
+            // Rekeyed by the new policy: the quote names a flow that is gone.
+            if self.table.pair(idx).is_some_and(|p| *p.key(side) != key) {
+                return Verdict::Drop(DropReason::NoFlow);
+            }
+        }
+        let Some(x) = self.table.pair(idx).map(|p| *p.xpos(side)) else {
+            return Verdict::Drop(DropReason::NoFlow);
+        };
+        let vport = x.out_vport;
+        let outer = outer_checksum(self.offload_vports, self.outer_csum, vport);
+        match x.apply_to_error(frame, parsed, quote, outer) {
+            Ok(plan) => {
+                self.plan = plan;
+                self.stats.icmp_related.inc();
+                self.stats.forwarded.inc();
+                Verdict::Forward { vport }
+            }
             Err(r) => Verdict::Drop(r),
         }
     }
@@ -707,6 +760,18 @@ fn claim_snat(
 }
 
 /// Whether a packet that missed may open a connection.
+/// Whether a packet pushing VXLAN headers out of `vport` leaves their
+/// IPv4 checksum to the NIC: where the vport's path offers the offload
+/// (bit `vport` of `offload_vports`), else as the shard is set.
+#[inline(always)]
+fn outer_checksum(offload_vports: u64, default: OuterChecksum, vport: u16) -> OuterChecksum {
+    if vport < 64 && offload_vports & (1 << vport) != 0 {
+        OuterChecksum::Offload
+    } else {
+        default
+    }
+}
+
 fn opens_connection(p: &Parsed) -> bool {
     let k = &p.key;
     match k.proto {

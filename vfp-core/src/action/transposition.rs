@@ -17,6 +17,7 @@
 //! land on the identifier field (other ICMP types keep theirs).
 
 use crate::action::encap::{fmt_v4, Encap, OuterChecksum};
+use crate::action::icmp_error::Quote;
 use crate::flow::key::{as_v4, proto, FlowKey};
 use crate::frame::Frame;
 use crate::parse::{common, Fragment, Outer, Parsed, L3};
@@ -104,8 +105,37 @@ impl Transposition {
         match self.common_frame(frame, parsed) {
             Some(Ok(())) => {}
             Some(Err(r)) => return Err(r),
-            None => self.transpose_key_frame(frame, parsed)?,
+            None => self.transpose_key_frame(frame, parsed, false)?,
         }
+        self.push(frame, outer)
+    }
+
+    /// Applies the transposition to an ICMP error of this side's flow
+    /// (see [`crate::action::icmp_error`]): the address and port rewrites
+    /// go to the error and, mirrored, to the packet it quotes; every other
+    /// step as for any packet of the side.
+    pub fn apply_to_error(
+        &self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        quote: &Quote,
+        outer: OuterChecksum,
+    ) -> Result<ChecksumPlan, DropReason> {
+        quote.translate(frame.data_mut(), self.src.as_ref(), self.dst.as_ref())?;
+        let rest = Transposition {
+            src: None,
+            dst: None,
+            deltas: None,
+            ..*self
+        };
+        let touched = self.src.is_some() || self.dst.is_some();
+        rest.transpose_key_frame(frame, parsed, touched)?;
+        self.push(frame, outer)
+    }
+
+    /// Pushes the VXLAN headers, if the side encapsulates.
+    #[inline(always)]
+    fn push(&self, frame: &mut Frame, outer: OuterChecksum) -> Result<ChecksumPlan, DropReason> {
         let mut plan = ChecksumPlan::default();
         if let Some(e) = &self.encap {
             e.push(frame, outer).map_err(|_| DropReason::NoHeadroom)?;
@@ -115,9 +145,10 @@ impl Transposition {
     }
 
     /// The rewrites of the key frame (everything but a pushed header), on
-    /// any frame the parser described.
+    /// any frame the parser described; `touched`: the frame was changed
+    /// already.
     #[inline(never)]
-    fn transpose_key_frame(&self, frame: &mut Frame, parsed: &Parsed) -> Result<(), DropReason> {
+    fn transpose_key_frame(&self, frame: &mut Frame, parsed: &Parsed, touched: bool) -> Result<(), DropReason> {
         if let Some(vni) = self.decap {
             match parsed.outer {
                 Some(o) if o.vni == vni => {}
@@ -125,7 +156,7 @@ impl Transposition {
             }
         }
         let data = frame.data_mut();
-        let mut touched = false;
+        let mut touched = touched;
         if self.dec_ttl {
             dec_ttl(data, parsed)?;
             touched = true;

@@ -36,6 +36,9 @@ pub struct ShardStats {
     pub lookups_miss: Counter,
     /// Pairs re-evaluated because the policy generation changed.
     pub reconciled: Counter,
+    /// ICMP errors forwarded as part of the flow whose packet they quote
+    /// (also counted as `forwarded`).
+    pub icmp_related: Counter,
 }
 
 impl Default for ShardStats {
@@ -60,6 +63,7 @@ impl ShardStats {
             lookups_hit: Counter::new(),
             lookups_miss: Counter::new(),
             reconciled: Counter::new(),
+            icmp_related: Counter::new(),
         }
     }
 
@@ -84,7 +88,7 @@ impl ShardStats {
     }
 
     /// Every other counter with its kebab-case name.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("forwarded", self.forwarded.get()),
             ("l2-forwarded", self.l2_forwarded.get()),
@@ -98,6 +102,7 @@ impl ShardStats {
             ("lookups-hit", self.lookups_hit.get()),
             ("lookups-miss", self.lookups_miss.get()),
             ("reconciled", self.reconciled.get()),
+            ("icmp-related", self.icmp_related.get()),
         ]
     }
 }

@@ -54,7 +54,9 @@ drop_reasons! {
     /// policy change re-evaluated it).
     PolicyDeny => "policy-deny",
     /// A TCP packet other than a SYN for a connection the table does not
-    /// know (stateful: only a SYN may open a connection).
+    /// know (stateful: only a SYN may open a connection), an ICMP echo
+    /// reply without its request, or an ICMP error quoting a packet of no
+    /// known flow.
     NoFlow => "no-flow",
     /// The shard's flow table (or its slab of pairs) is full: the new
     /// connection is refused rather than evicting a live one.

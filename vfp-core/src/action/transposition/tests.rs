@@ -174,7 +174,7 @@ proptest! {
         let t = t.with_deltas(&parsed.key);
         let (fast, fast_bytes) = run(&frame, |fr| t.apply(fr, &parsed));
         let (slow, slow_bytes) = run(&frame, |fr| {
-            t.transpose_key_frame(fr, &parsed)?;
+            t.transpose_key_frame(fr, &parsed, false)?;
             if let Some(e) = &t.encap {
                 e.push(fr, OuterChecksum::Software).map_err(|_| DropReason::NoHeadroom)?;
             }
