@@ -4,7 +4,9 @@
 //! ACL and SNAT. The payload arrives intact (sha256 both ends), B sees the
 //! SNAT address as the client, the app's flow table holds the connection
 //! with its NAT binding, and an unsolicited connection from B to A is
-//! dropped by the policy. See common/netns.rs for the topology.
+//! dropped by the policy. Path MTU discovery works through the same
+//! SNAT and ACL (the router's ICMP errors are translated back to A). See
+//! common/netns.rs for the topology.
 
 mod common;
 use common::live::*;
@@ -173,4 +175,73 @@ fn tcp_through_snat_and_stateful_acl() {
 #[test]
 fn tcp_through_snat_two_workers_two_queues() {
     tcp_transfer("t5b", "0-1", 2);
+}
+
+/// Path MTU discovery behind SNAT: the server C sits one router (B's
+/// namespace, forwarding) beyond B, on a route whose MTU is 1280 while
+/// every interface has 1500. C advertises an MSS of 1460, so A's full
+/// segments reach B's router, which answers each with "fragmentation
+/// needed" to the SNAT address. Only if the app passes that error back
+/// to A (through the stateful ACL, which allows nothing inbound) with
+/// the destination and the quoted source translated does A learn the
+/// path MTU; otherwise the connection stalls and the transfer times out.
+#[test]
+fn path_mtu_discovery_through_snat() {
+    const C_IP: &str = "192.0.2.7";
+    let tag = "t5m";
+    let topo = Pair::new(tag, false);
+    let pid = std::process::id();
+    let c = Netns::new(&format!("vfpt-{tag}-c-{pid}"));
+    let (bc, cb) = (format!("{tag}bc{pid}"), format!("{tag}cb{pid}"));
+    ip(&["link", "add", &bc, "type", "veth", "peer", "name", &cb]);
+    ip(&["link", "set", &bc, "netns", &topo.b.ns.name]);
+    ip(&["link", "set", &cb, "netns", &c.name]);
+    let b = &topo.b.ns;
+    b.sh(&["ip", "addr", "add", "192.0.2.1/24", "dev", &bc]);
+    b.sh(&["ip", "link", "set", &bc, "up"]);
+    b.sh(&["ip", "route", "replace", "192.0.2.0/24", "dev", &bc, "mtu", "1280"]);
+    b.sh(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    c.sh(&["ip", "addr", "add", &format!("{C_IP}/24"), "dev", &cb]);
+    c.sh(&["ip", "link", "set", &cb, "up"]);
+    c.sh(&["ip", "route", "add", "default", "via", "192.0.2.1"]);
+
+    let d = Scratch::new(tag);
+    let policy = d.path("policy.toml");
+    std::fs::write(&policy, TCP_POLICY).unwrap();
+    let sock = d.path("ctl.sock");
+    let mut eal = eal_base(tag, "0");
+    eal.extend(topo.vdevs(1));
+    let mut args = topo.vports();
+    args.extend(strings(&["--policy", &policy]));
+    let app = App::start(&eal, &args, &sock, START);
+
+    let mut server = c.tcp_stream("server", &["server", "--bind", C_IP, "--port", "5001"]);
+    server.wait_event(START, |e| e["event"] == "listening");
+    let bytes = (1u64 << 20).to_string();
+    let mut client = topo.a.ns.tcp_stream(
+        "client",
+        &["client", "--connect", C_IP, "--port", "5001", "--bytes", &bytes],
+    );
+    let cl = client.wait_success(XFER);
+    let sv = server.wait_success(XFER);
+    assert_eq!(cl["sha256"], sv["sha256"], "payload differs: client {cl} server {sv}");
+    assert_eq!(
+        sv["peer"].as_str().and_then(|p| p.split_once(':')).map(|p| p.0),
+        Some(SNAT_IP)
+    );
+
+    // A learned the path MTU from the translated error.
+    let route = topo.a.ns.sh(&["ip", "route", "get", C_IP]);
+    assert!(route.contains("mtu 1280"), "A has no path MTU for {C_IP}: {route}");
+    let st = Stats(app.ctl(&["stats"]));
+    let related = st.0["engine"]["icmp-related"].as_u64().unwrap_or(0);
+    assert!(related >= 1, "no ICMP error counted as related: {:#}", st.0);
+    assert!(
+        unexpected_drops(&st).is_empty(),
+        "drops on a legitimate connection: {:?}\n{:#}",
+        st.drops(),
+        st.0
+    );
+    let o = app.stop(Duration::from_secs(30));
+    assert_eq!(o.code(), 0, "{}", o.all());
 }
