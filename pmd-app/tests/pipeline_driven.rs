@@ -173,9 +173,35 @@ fn check_snat(r: &Driven) {
         assert!((41000..41004).contains(&ports(&g).1), "data tag {t}: {g:?}");
         checksums_good(&g, &format!("data tag {t}"));
     }
+    // ICMP errors about the first TCP, UDP and ICMP packets: back to the
+    // VM, the destination and the quoted source restored.
+    let errs = r.ex.group("icmp_errors");
+    assert_eq!(errs.len(), 3);
+    for (t, k) in errs.into_iter().zip([0, 4, 8]) {
+        let (_, g) = dec.pair(&r.ex, t);
+        let (orig, _) = dec.pair(&r.ex, firsts[k]);
+        let ctx = format!("icmp error tag {t} about first tag {}", firsts[k]);
+        assert_eq!(g.all("ip.src"), ["198.51.100.1", "10.1.0.4"], "{ctx}");
+        assert_eq!(g.all("ip.dst"), ["10.1.0.4".to_string(), orig.get("ip.dst")], "{ctx}");
+        assert_eq!(
+            (g.get("icmp.type"), g.get("icmp.mtu")),
+            ("3".into(), "1400".into()),
+            "{ctx}"
+        );
+        assert_eq!(ports(&g).0, ports(&orig).0, "{ctx}: quoted source port / identifier");
+        // The quoted UDP header is the VM's own again, checksum included.
+        assert_eq!(g.inner("udp.checksum"), orig.inner("udp.checksum"), "{ctx}");
+        assert_eq!(
+            g.all("ip.checksum.status"),
+            ["1", "1"],
+            "{ctx}: outer and quoted IPv4 header checksums"
+        );
+        assert_eq!(g.get("icmp.checksum.status"), "1", "{ctx}: ICMP checksum");
+    }
     r.stats
-        .assert_drops_probed(&[("no-flow", 1), ("policy-deny", 1)], r.ex.lost_probes());
+        .assert_drops_probed(&[("no-flow", 2), ("policy-deny", 1)], r.ex.lost_probes());
     assert_eq!(r.stats.engine("flows-created"), 11, "{}", r.stats.pretty());
+    assert_eq!(r.stats.engine("icmp-related"), 3, "{}", r.stats.pretty());
 }
 
 #[test]

@@ -16,7 +16,7 @@ Debian's /usr/bin/python3 (python3-scapy).
       packets and waits (bounded) until every packet expected out came out
       on the right side before the next phase sends its replies, so the
       order of a connection is never left to chance. Scenarios: stateful,
-      snat, vxlan, dnat, multiq. Writes DIR/sent_vm.pcap, sent_wan.pcap
+      snat (with ICMP errors back), vxlan, dnat, multiq. Writes DIR/sent_vm.pcap, sent_wan.pcap
       (what it sent on each side), recv_vm.pcap, recv_wan.pcap (everything
       the app transmitted on each side, in arrival order) and DIR/log.json
       (for every tagged packet: where it was sent and its index in that
@@ -610,6 +610,21 @@ def drive_snat(dr):
         ("wan", i / IP(src="198.51.100.7", dst="203.0.113.10") / UDP(sport=53, dport=20998), "policy-deny"),
         ("wan", reply(first[0], "A", seq=5002), "vm"),
     ], "unsolicited")
+    # ICMP errors from a router about packets that left SNAT'd (TCP, UDP,
+    # the ping): each quotes the IP header and 8 bytes, as RFC 792 asks,
+    # and goes back to the VM translated. One about a port no connection
+    # holds is dropped.
+    errs = []
+    for f in (first[0], first[4], first[8]):
+        ip = f[IP]
+        quote = bytes(ip)[:ip.ihl * 4 + 8]
+        errs.append(("wan", i / IP(src="198.51.100.1", dst="203.0.113.10") /
+                     ICMP(type=3, code=4, nexthopmtu=1400) / Raw(quote), "vm"))
+    stray = bytes(IP(src="203.0.113.10", dst="198.51.100.7") / TCP(sport=20997, dport=443))[:28]
+    errs.append(("wan", i / IP(src="198.51.100.1", dst="203.0.113.10") / ICMP(type=11) / Raw(stray), "no-flow"))
+    errs.append(("wan", reply(first[0], "A", seq=5003), "vm"))
+    _, etags = dr.phase(errs, "icmp errors")
+    dr.extra["icmp_errors"] = etags[:3]
 
 
 def drive_vxlan(dr):

@@ -149,7 +149,7 @@ pub const IP_FIELDS: [&str; 24] = [
     "udp.checksum.status",
     "vxlan.vni",
 ];
-pub const ICMP_FIELDS: [&str; 2] = ["icmp.ident", "icmp.checksum.status"];
+pub const ICMP_FIELDS: [&str; 4] = ["icmp.ident", "icmp.checksum.status", "icmp.type", "icmp.mtu"];
 
 /// Decoded rows of every pcap of an exchange.
 pub struct Decoded {
