@@ -51,11 +51,13 @@ impl Dataplane {
     /// Whether the NAT address table has a slot for every SNAT address of
     /// `policy` not registered yet (`policy validate` asks too).
     pub fn check_snat_room(&self, policy: &Policy) -> Result<(), String> {
-        let (new, free) = (self.nat.unregistered(policy), self.nat.free_slots());
-        if new > free {
+        let installed = self.policy.as_deref();
+        let (new, room) = (self.nat.unregistered(policy), self.nat.room(policy, installed));
+        if new > room {
             return Err(format!(
-                "the policy has {new} SNAT addresses not used before, and {free} of the {} NAT address slots \
-                 are free (an address keeps its slot until the instance restarts)",
+                "the policy has {new} SNAT addresses not used before, and {room} of the {} NAT address slots \
+                 are free (an address keeps its slot while the policy in force names it or a connection \
+                 holds one of its ports)",
                 vfp_core::action::nat::MAX_ADDRS
             ));
         }
@@ -64,7 +66,10 @@ impl Dataplane {
 
     fn register_snat(&self, policy: &Policy) -> Result<(), String> {
         self.check_snat_room(policy)?;
-        self.nat.register_policy(policy).map(drop).map_err(|e| e.to_string())
+        self.nat
+            .register_replacing(policy, self.policy.as_deref())
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 
     /// One pipeline for each of `n` workers for `policy` (start-up, or

@@ -689,7 +689,7 @@ fn switch_moves_traffic_and_unplug_fails_over() {
 /// load takes no slot: the policy that fills the table exactly still loads
 /// after it.
 #[test]
-fn snat_address_slots_are_counted_and_a_refused_load_takes_none() {
+fn snat_address_slots_are_counted_reused_and_a_refused_load_takes_none() {
     let d = scratch("ctlnat");
     let app = idle_app(
         "ctlnat",
@@ -731,8 +731,20 @@ fn snat_address_slots_are_counted_and_a_refused_load_takes_none() {
     assert_eq!(app.json(&["policy", "load", &p24])["origin"], p24.as_str());
     // p40's addresses are registered: loading it again needs no slot.
     app.json(&["policy", "load", &p40]);
-    let msg = app.err(&["policy", "load", &policy("p1.toml", 4, 1)], "failed");
-    assert!(msg.contains("0 of the 64"), "{msg}");
+    // Every slot is taken, but p24's addresses are named by no policy in
+    // force and no connection holds their ports: a new address takes one
+    // of their slots, and p30 (with p1 in force) finds room among p40's
+    // and p24's.
+    app.json(&["policy", "load", &policy("p1.toml", 4, 1)]);
+    assert_eq!(app.json(&["policy", "load", &p30])["origin"], p30.as_str());
+    // With p30 in force, 34 slots are not its own: 35 new addresses do
+    // not fit, and the refusal says so.
+    let msg = app.err(&["policy", "load", &policy("p35.toml", 5, 35)], "failed");
+    assert!(
+        msg.contains("35 SNAT addresses not used before") && msg.contains("34 of the 64"),
+        "{msg}"
+    );
+    assert_eq!(app.json(&["policy", "show"])["origin"], p30.as_str());
     let out = app.shutdown();
     assert!(out.status.success(), "{}", out.stderr);
 }

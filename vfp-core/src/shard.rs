@@ -740,7 +740,7 @@ fn claim_snat(
             for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
                 let port = lo + ((u32::from(start - lo) + i) % range) as u16;
                 let rk = reverse_key(key, a, Some((addr, port)));
-                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, port) {
+                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, addr, port) {
                     cur.port = port.wrapping_add(1);
                     return Ok(bind(slot, addr, port));
                 }
@@ -751,7 +751,7 @@ fn claim_snat(
         let Some(slot) = nat.slot_of(addr) else {
             continue;
         };
-        if let Some(port) = nat.claim_any(slot, lo, hi, start) {
+        if let Some(port) = nat.claim_any(slot, addr, lo, hi, start) {
             cur.port = port.wrapping_add(1);
             return Ok(bind(slot, addr, port));
         }

@@ -11,9 +11,18 @@
 //! allocated up front. The control thread registers addresses (a mutex
 //! serialises registrations only); a slot's address is written before the
 //! slot count is published with `Release`, and readers load the count with
-//! `Acquire`, so a worker never sees a half-registered slot. Slots are
-//! never removed: a port of an address that a newer policy dropped stays
-//! claimable and releasable, which keeps old connections' ports safe.
+//! `Acquire`, so a worker never sees a half-registered slot.
+//!
+//! A slot stays with its address while a policy in force names it or a
+//! connection holds one of its ports (a port of an address that a newer
+//! policy dropped stays releasable, so old connections' ports are safe).
+//! Once neither holds, a registration that finds no unused slot *reuses*
+//! it for a new address. A shard that claims a port checks, after setting
+//! the bit, that the slot still has the address it meant; the reuse
+//! checks, after changing the address, that no bit is set, and puts the
+//! old address back if one is. Both sides use sequentially consistent
+//! operations, so at least one of them sees the other: a port is never
+//! held under an address other than its claimer's.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -39,6 +48,23 @@ pub struct NatTableFull;
 struct AddrSlot {
     addr: AtomicU32,
     bits: Box<[AtomicU64]>,
+}
+
+impl AddrSlot {
+    fn addr(&self) -> [u8; 4] {
+        self.addr.load(Ordering::SeqCst).to_be_bytes()
+    }
+
+    /// After setting `bit` of `word`: whether the slot still has `addr`.
+    /// If it was reused meanwhile, the bit is cleared again.
+    #[inline]
+    fn holds(&self, addr: [u8; 4], word: &AtomicU64, bit: u64) -> bool {
+        if self.addr.load(Ordering::SeqCst) == u32::from_be_bytes(addr) {
+            return true;
+        }
+        word.fetch_and(!bit, Ordering::SeqCst);
+        false
+    }
 }
 
 /// Port bitmaps of every NAT address.
@@ -104,32 +130,87 @@ impl NatPorts {
     /// Registers every SNAT pool address of `policy` (call before
     /// publishing the policy to the shards), all or none: a policy whose
     /// new addresses do not all fit registers none of them. Returns how
-    /// many addresses the policy names.
+    /// many addresses the policy names. Same as
+    /// [`NatPorts::register_replacing`] with no policy in force.
     pub fn register_policy(&self, policy: &crate::policy::Policy) -> Result<usize, NatTableFull> {
-        let _g = self.lock();
-        if self.unregistered(policy) > self.free_slots() {
-            return Err(NatTableFull);
-        }
-        let mut n = 0;
-        for a in snat_addrs(policy) {
-            self.register_locked(a)?;
-            n += 1;
-        }
-        Ok(n)
+        self.register_replacing(policy, None)
     }
 
-    /// How many distinct SNAT addresses of `policy` are not registered.
-    pub fn unregistered(&self, policy: &crate::policy::Policy) -> usize {
+    /// [`NatPorts::register_policy`] for a policy that replaces
+    /// `installed`: when no slot is unused, a new address takes the slot of
+    /// an address that neither policy names and no connection holds a port
+    /// of ([`NatPorts::room`]).
+    pub fn register_replacing(
+        &self,
+        policy: &crate::policy::Policy,
+        installed: Option<&crate::policy::Policy>,
+    ) -> Result<usize, NatTableFull> {
+        let _g = self.lock();
+        let new = self.new_addrs(policy);
+        let mut reusable = self.reusable(policy, installed);
+        if new.len() > self.unused_slots() + reusable.len() {
+            return Err(NatTableFull);
+        }
+        for a in new {
+            if self.register_locked(a).is_ok() {
+                continue;
+            }
+            // A shard under a policy older than `installed` may have just
+            // claimed a port of a slot: try the next one.
+            if !std::iter::from_fn(|| reusable.pop()).any(|slot| self.reuse(slot, a)) {
+                return Err(NatTableFull);
+            }
+        }
+        Ok(snat_addrs(policy).count())
+    }
+
+    /// Distinct SNAT addresses of `policy` that have no slot.
+    fn new_addrs(&self, policy: &crate::policy::Policy) -> Vec<[u8; 4]> {
         let mut new: Vec<[u8; 4]> = snat_addrs(policy).filter(|a| self.slot_of(*a).is_none()).collect();
         new.sort_unstable();
         new.dedup();
-        new.len()
+        new
     }
 
-    /// Address slots still free. Registered addresses keep their slot
-    /// until the app restarts (a shard may still hold ports of one).
-    pub fn free_slots(&self) -> usize {
+    /// Slots whose address neither `policy` nor `installed` names and of
+    /// which no port is held, in slot order.
+    fn reusable(&self, policy: &crate::policy::Policy, installed: Option<&crate::policy::Policy>) -> Vec<u8> {
+        let named: Vec<[u8; 4]> = snat_addrs(policy)
+            .chain(installed.into_iter().flat_map(snat_addrs))
+            .collect();
+        let n = self.published.load(Ordering::Acquire);
+        (0..n as u8)
+            .filter(|&i| !named.contains(&self.slots[usize::from(i)].addr()) && self.in_use(i) == 0)
+            .collect()
+    }
+
+    /// Moves `slot` to `addr` unless a port of it is held (then it keeps
+    /// its address). Under the registration lock.
+    fn reuse(&self, slot: u8, addr: [u8; 4]) -> bool {
+        let s = &self.slots[usize::from(slot)];
+        let old = s.addr.swap(u32::from_be_bytes(addr), Ordering::SeqCst);
+        if s.bits.iter().any(|w| w.load(Ordering::SeqCst) != 0) {
+            s.addr.store(old, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// How many distinct SNAT addresses of `policy` have no slot.
+    pub fn unregistered(&self, policy: &crate::policy::Policy) -> usize {
+        self.new_addrs(policy).len()
+    }
+
+    /// Slots never used yet.
+    pub fn unused_slots(&self) -> usize {
         MAX_ADDRS - self.published.load(Ordering::Acquire)
+    }
+
+    /// Slots a registration of `policy` replacing `installed` could give
+    /// to new addresses: the unused ones, and those whose address neither
+    /// policy names and no connection holds a port of.
+    pub fn room(&self, policy: &crate::policy::Policy, installed: Option<&crate::policy::Policy>) -> usize {
+        self.unused_slots() + self.reusable(policy, installed).len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -178,14 +259,19 @@ impl NatPorts {
             .collect()
     }
 
-    /// Claims `port` of `slot` if it is free.
+    /// Claims `port` of `slot` if it is free and the slot still has
+    /// `addr` (see the module notes on reuse).
     #[inline]
-    pub fn try_claim(&self, slot: u8, port: u16) -> bool {
+    pub fn try_claim(&self, slot: u8, addr: [u8; 4], port: u16) -> bool {
         let Some(s) = self.slot(slot) else {
             return false;
         };
         let bit = 1u64 << (port % 64);
-        s.bits[usize::from(port / 64)].fetch_or(bit, Ordering::AcqRel) & bit == 0
+        let w = &s.bits[usize::from(port / 64)];
+        if w.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+            return false;
+        }
+        s.holds(addr, w, bit)
     }
 
     /// True when `port` of `slot` is held.
@@ -213,7 +299,7 @@ impl NatPorts {
     /// Claims some free port in `lo..=hi` of `slot`, scanning whole bitmap
     /// words from `start` (wrapping inside the range). At most one pass
     /// over the range's words: O(1024) loads when the pool is exhausted.
-    pub fn claim_any(&self, slot: u8, lo: u16, hi: u16, start: u16) -> Option<u16> {
+    pub fn claim_any(&self, slot: u8, addr: [u8; 4], lo: u16, hi: u16, start: u16) -> Option<u16> {
         let s = self.slot(slot)?;
         if lo > hi {
             return None;
@@ -246,8 +332,8 @@ impl NatPorts {
                 }
                 let bit = free.trailing_zeros();
                 let b = 1u64 << bit;
-                if s.bits[w].fetch_or(b, Ordering::AcqRel) & b == 0 {
-                    return Some((w * 64) as u16 + bit as u16);
+                if s.bits[w].fetch_or(b, Ordering::SeqCst) & b == 0 {
+                    return s.holds(addr, &s.bits[w], b).then_some((w * 64) as u16 + bit as u16);
                 }
                 // Lost a race for that bit: look at the word again.
             }
@@ -301,37 +387,124 @@ mod tests {
     #[test]
     fn a_policy_registers_all_its_addresses_or_none() {
         let n = NatPorts::new();
+        // 63 addresses, each with a connection holding a port.
         for i in 0..MAX_ADDRS - 1 {
-            n.register([10, 0, 0, i as u8]).unwrap();
+            let a = [10, 0, 0, i as u8];
+            let slot = n.register(a).unwrap();
+            assert!(n.try_claim(slot, a, 1024));
         }
         let two_new = snat_policy(&["192.0.2.1", "192.0.2.2", "10.0.0.5"]);
         assert_eq!(n.unregistered(&two_new), 2);
+        assert_eq!(n.room(&two_new, None), 1);
         assert_eq!(n.register_policy(&two_new), Err(NatTableFull));
-        assert_eq!((n.free_slots(), n.slot_of([192, 0, 2, 1])), (1, None));
+        assert_eq!((n.unused_slots(), n.slot_of([192, 0, 2, 1])), (1, None));
         let one_new = snat_policy(&["192.0.2.2", "10.0.0.5"]);
         assert_eq!(n.unregistered(&one_new), 1);
         assert_eq!(n.register_policy(&one_new), Ok(2));
-        assert_eq!(n.free_slots(), 0);
+        assert_eq!(n.unused_slots(), 0);
         assert_eq!(n.register_policy(&snat_policy(&["10.0.0.1"])), Ok(1));
+    }
+
+    /// With every slot used, a new address takes the slot of one that no
+    /// policy in force names and no connection holds; never one with a
+    /// held port or one the installed policy names.
+    #[test]
+    fn a_slot_is_reused_once_its_address_is_unnamed_and_idle() {
+        let n = NatPorts::new();
+        for i in 0..MAX_ADDRS {
+            n.register([10, 0, 0, i as u8]).unwrap();
+        }
+        let old = [10, 0, 0, 7];
+        assert!(n.try_claim(7, old, 2000), "a connection holds a port of 10.0.0.7");
+        let installed = snat_policy(&["10.0.0.0", "10.0.0.1"]);
+        let next = snat_policy(&["192.0.2.1"]);
+        // Slots 0 and 1 are named, slot 7 is busy: 61 are reusable.
+        assert_eq!(n.room(&next, Some(&installed)), MAX_ADDRS - 3);
+        assert_eq!(n.register_replacing(&next, Some(&installed)), Ok(1));
+        let slot = n.slot_of([192, 0, 2, 1]).expect("registered");
+        assert!(![0, 1, 7].contains(&slot), "took slot {slot}");
+        assert_eq!(n.slot_of(old), Some(7));
+        // The old address of the reused slot is gone; its new one works.
+        assert_eq!(n.addrs().len(), MAX_ADDRS);
+        assert!(n.try_claim(slot, [192, 0, 2, 1], 1024));
+
+        // A claim that meant the slot's previous address gets nothing.
+        let prev = [10, 0, 0, slot];
+        assert!(!n.try_claim(slot, prev, 1025));
+        assert_eq!(n.claim_any(slot, prev, 1024, 2047, 1024), None);
+        assert_eq!(n.in_use(slot), 1);
+
+        // The connection on 10.0.0.7 ends: its slot can go too.
+        n.release(NatBinding {
+            slot: 7,
+            addr: old,
+            port: 2000,
+        });
+        let all_new: Vec<String> = (0..MAX_ADDRS - 2).map(|i| format!("198.18.0.{i}")).collect();
+        let all_new: Vec<&str> = all_new.iter().map(String::as_str).collect();
+        let big = snat_policy(&all_new);
+        // Named by `installed`: 2; holding a port: the reused slot.
+        assert_eq!(n.room(&big, Some(&installed)), MAX_ADDRS - 3);
+        assert_eq!(n.register_replacing(&big, Some(&installed)), Err(NatTableFull));
+        assert_eq!(n.slot_of([198, 18, 0, 0]), None, "none registered");
+        assert_eq!(n.register_replacing(&big, None), Ok(MAX_ADDRS - 2));
+        assert_eq!(n.slot_of([192, 0, 2, 1]), Some(slot), "the busy slot kept its address");
+    }
+
+    /// A shard claiming ports of a slot while the control thread reuses
+    /// it: a port is never held under another address than its claimer's.
+    #[test]
+    fn reuse_racing_claims_never_mixes_addresses() {
+        let next = snat_policy(&["192.0.2.1"]);
+        let mut outcomes = [0; 2];
+        for round in 0..300 {
+            let n = Arc::new(NatPorts::new());
+            // Only slot 0 is reusable: every other one holds a port.
+            for i in 0..MAX_ADDRS {
+                let a = [10, 0, 0, i as u8];
+                n.register(a).unwrap();
+                if i > 0 {
+                    assert!(n.try_claim(i as u8, a, 1));
+                }
+            }
+            let old = [10, 0, 0, 0];
+            let claimer = {
+                let n = n.clone();
+                std::thread::spawn(move || (1000..1300).filter(|&p| n.try_claim(0, old, p)).collect::<Vec<u16>>())
+            };
+            let reused = n.register_policy(&next).is_ok();
+            let held = claimer.join().unwrap();
+            let addr = n.addrs()[0];
+            assert_eq!(reused, addr != old, "round {round}");
+            if reused {
+                assert!(held.is_empty(), "round {round}: ports {held:?} held under {addr:?}");
+                assert_eq!(n.in_use(0), 0);
+            } else {
+                assert_eq!(n.in_use(0) as usize, held.len(), "round {round}");
+            }
+            outcomes[usize::from(reused)] += 1;
+        }
+        // Not an assertion on timing: the counts only show what was seen.
+        eprintln!("reuse won {} times, the claimer {}", outcomes[1], outcomes[0]);
     }
 
     #[test]
     fn claim_release_and_exhaustion() {
         let n = NatPorts::with_addrs([A]).unwrap();
-        assert!(n.try_claim(0, 1000));
-        assert!(!n.try_claim(0, 1000));
-        assert!(!n.try_claim(5, 1000), "unregistered slot");
+        assert!(n.try_claim(0, A, 1000));
+        assert!(!n.try_claim(0, A, 1000));
+        assert!(!n.try_claim(5, A, 1000), "unregistered slot");
         n.release(NatBinding {
             slot: 0,
             addr: A,
             port: 1000,
         });
-        assert!(n.try_claim(0, 1000));
+        assert!(n.try_claim(0, A, 1000));
 
         // A 130-port range spanning three words, starting mid-range.
         let (lo, hi) = (60, 189);
         let mut got = Vec::new();
-        while let Some(p) = n.claim_any(0, lo, hi, 100) {
+        while let Some(p) = n.claim_any(0, A, lo, hi, 100) {
             assert!((lo..=hi).contains(&p));
             got.push(p);
         }
@@ -344,17 +517,17 @@ mod tests {
             addr: A,
             port: 77,
         });
-        assert_eq!(n.claim_any(0, lo, hi, 150), Some(77));
-        assert_eq!(n.claim_any(0, 5, 4, 5), None);
+        assert_eq!(n.claim_any(0, A, lo, hi, 150), Some(77));
+        assert_eq!(n.claim_any(0, A, 5, 4, 5), None);
     }
 
     #[test]
     fn claim_any_covers_full_range_edges() {
         let n = NatPorts::with_addrs([A]).unwrap();
-        assert_eq!(n.claim_any(0, 0, 0, 0), Some(0));
-        assert_eq!(n.claim_any(0, 65535, 65535, 0), Some(65535));
-        assert_eq!(n.claim_any(0, 65535, 65535, 0), None);
-        assert_eq!(n.claim_any(0, 1, 65535, 65535), Some(1));
+        assert_eq!(n.claim_any(0, A, 0, 0, 0), Some(0));
+        assert_eq!(n.claim_any(0, A, 65535, 65535, 0), Some(65535));
+        assert_eq!(n.claim_any(0, A, 65535, 65535, 0), None);
+        assert_eq!(n.claim_any(0, A, 1, 65535, 65535), Some(1));
     }
 
     proptest! {
@@ -378,8 +551,8 @@ mod tests {
                         if x % 3 != 0 || mine.is_empty() {
                             let start = lo + (x >> 20) as u16 % (range + 1);
                             let claimed = if x % 2 == 0 {
-                                n.claim_any(0, lo, hi, start)
-                            } else if n.try_claim(0, start) {
+                                n.claim_any(0, A, lo, hi, start)
+                            } else if n.try_claim(0, A, start) {
                                 Some(start)
                             } else {
                                 None
