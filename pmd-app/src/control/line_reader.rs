@@ -56,7 +56,7 @@ impl<R: Read> LineReader<R> {
                 if self.line.is_empty() {
                     return Ok(Line::Eof);
                 }
-                return Ok(Line::Complete(self.take_line()));
+                return Ok(self.take_line());
             }
             let newline = avail.iter().position(|&b| b == b'\n');
             let chunk_len = newline.unwrap_or(avail.len());
@@ -69,7 +69,9 @@ impl<R: Read> LineReader<R> {
                 self.discarding = false;
                 continue;
             }
-            if self.line.len() + chunk_len > self.max {
+            // One byte over the cap may be the `\r` of a `\r\n` ending,
+            // which the cap does not count ([`LineReader::take_line`]).
+            if self.line.len() + chunk_len > self.max + 1 {
                 self.inner.consume(consumed);
                 self.line.clear();
                 self.discarding = newline.is_none();
@@ -78,17 +80,24 @@ impl<R: Read> LineReader<R> {
             self.line.extend_from_slice(&avail[..chunk_len]);
             self.inner.consume(consumed);
             return Ok(match newline {
-                Some(_) => Line::Complete(self.take_line()),
+                Some(_) => self.take_line(),
                 None => Line::Pending,
             });
         }
     }
 
-    fn take_line(&mut self) -> Vec<u8> {
+    /// The buffered line without a trailing `\r`, or `TooLong` if it is
+    /// still over the cap.
+    fn take_line(&mut self) -> Line {
         if self.line.last() == Some(&b'\r') {
             self.line.pop();
         }
-        std::mem::take(&mut self.line)
+        let line = std::mem::take(&mut self.line);
+        if line.len() > self.max {
+            Line::TooLong
+        } else {
+            Line::Complete(line)
+        }
     }
 }
 
@@ -134,6 +143,17 @@ mod tests {
                 Line::Complete(b"0123456789".to_vec()),
                 Line::TooLong,
                 Line::Complete(b"ok".to_vec()),
+                Line::Eof
+            ]
+        );
+        // The cap counts neither the newline nor a `\r` before it.
+        assert_eq!(
+            lines(b"0123456789\r\n0123456789A\nok\r\n0123456789A", 10),
+            vec![
+                Line::Complete(b"0123456789".to_vec()),
+                Line::TooLong,
+                Line::Complete(b"ok".to_vec()),
+                Line::TooLong,
                 Line::Eof
             ]
         );
