@@ -52,7 +52,8 @@ impl Dataplane {
     /// `policy` not registered yet (`policy validate` asks too).
     pub fn check_snat_room(&self, policy: &Policy) -> Result<(), String> {
         let installed = self.policy.as_deref();
-        let (new, room) = (self.nat.unregistered(policy), self.nat.room(policy, installed));
+        let room = self.nat.room(policy, installed, self.workers_caught_up());
+        let new = self.nat.unregistered(policy);
         if new > room {
             return Err(format!(
                 "the policy has {new} SNAT addresses not used before, and {room} of the {} NAT address slots \
@@ -67,9 +68,18 @@ impl Dataplane {
     fn register_snat(&self, policy: &Policy) -> Result<(), String> {
         self.check_snat_room(policy)?;
         self.nat
-            .register_replacing(policy, self.policy.as_deref())
+            .register_replacing(policy, self.policy.as_deref(), self.workers_caught_up())
             .map(drop)
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether every worker has taken every command sent so far, so none
+    /// runs a policy older than the installed one (whose SNAT addresses'
+    /// slots must not be reused yet).
+    fn workers_caught_up(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.stats.cmd_ack.load(Ordering::Acquire) >= self.cmd_seq)
     }
 
     /// One pipeline for each of `n` workers for `policy` (start-up, or

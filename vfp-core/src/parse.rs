@@ -40,6 +40,13 @@ use crate::wire::udp::{self, UdpPacket};
 use crate::wire::vxlan::{self, VxlanHeader};
 use crate::wire::{be16, Error as WireError};
 
+/// Both "ports" of an ICMP error's key. Echo keys have the identifier
+/// on one side and 0 on the other, other ICMP keys 0 on both, and an
+/// error never opens a flow: so no flow pair holds a key like an error's,
+/// and an error always takes the slow path that finds the flow it quotes
+/// ([`crate::action::icmp_error`]).
+pub const ICMP_ERROR_PORT: u16 = 0xffff;
+
 /// Most VLAN tags followed (an 802.1ad S-tag plus an 802.1Q C-tag).
 pub const MAX_VLAN_TAGS: u8 = 2;
 /// Most IPv6 extension headers crossed before giving up (`TooDeep`).
@@ -412,6 +419,11 @@ fn parse_l4(frame: &[u8], l4_off: usize, l3_end: usize, p: &mut Parsed) -> Resul
             match icmp::echo_kind(msg.msg_type(), v6) {
                 Some(Echo::Request) => p.key.src_port = msg.echo_ident(),
                 Some(Echo::Reply) => p.key.dst_port = msg.echo_ident(),
+                // An error belongs to the flow it quotes, never to one of
+                // its own: its key holds ports no flow's key has.
+                None if icmp::is_error(msg.msg_type(), v6) => {
+                    (p.key.src_port, p.key.dst_port) = (ICMP_ERROR_PORT, ICMP_ERROR_PORT)
+                }
                 None => {}
             }
             p.payload_off = off16(l4_off + icmp::HEADER_LEN)?;

@@ -451,7 +451,12 @@ impl Shard {
     #[cold]
     #[inline(never)]
     fn related(&mut self, frame: &mut Frame, parsed: &Parsed, quote: &Quote, may_redirect: bool) -> Verdict {
-        let key = quote.reply_key(&parsed.key);
+        // An error goes to the source of the packet it quotes; one sent
+        // anywhere else (a forged quote to reach another host) is not
+        // this flow's.
+        let Some(key) = quote.reply_key(&parsed.key) else {
+            return Verdict::Drop(DropReason::NoFlow);
+        };
         let (idx, side) = match self.table.lookup(&key) {
             Some(Lookup::Pair { idx, side }) => (idx, side),
             Some(Lookup::Redirect { owner }) => return Verdict::Redirect { owner },
@@ -759,7 +764,6 @@ fn claim_snat(
     Err(DropReason::NatExhausted)
 }
 
-/// Whether a packet that missed may open a connection.
 /// Whether a packet pushing VXLAN headers out of `vport` leaves their
 /// IPv4 checksum to the NIC: where the vport's path offers the offload
 /// (bit `vport` of `offload_vports`), else as the shard is set.
@@ -772,6 +776,7 @@ fn outer_checksum(offload_vports: u64, default: OuterChecksum, vport: u16) -> Ou
     }
 }
 
+/// Whether a packet that missed may open a connection.
 fn opens_connection(p: &Parsed) -> bool {
     let k = &p.key;
     match k.proto {

@@ -416,3 +416,221 @@ fn an_error_arriving_in_vxlan_is_translated_and_decapsulated() {
     assert_eq!(quoted_ip(&q).0, VM_IP);
     assert_eq!(q[20..], syn[34..]);
 }
+
+#[test]
+fn an_error_not_addressed_to_the_quoted_source_is_dropped() {
+    // The server quotes the client's connection but sends the error to
+    // another host behind the same ACL: no flow lets that through.
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(OUT_ONLY, 1), &nat, 0, 1);
+    let syn = tcp_frame(VM_MAC, GW_MAC, (CLIENT, 33000), (SERVER, 443), tcp::SYN);
+    let (_, out) = run(&mut s, &syn, VM, 0);
+    let other = [10, 0, 0, 99];
+    let forged = icmp_error(SERVER, other, PORT_UNREACHABLE, &quote_of(&out, None));
+    assert_eq!(run(&mut s, &forged, WAN, 1).0, Verdict::Drop(DropReason::NoFlow));
+    let genuine = icmp_error(SERVER, CLIENT, PORT_UNREACHABLE, &quote_of(&out, None));
+    assert_eq!(run(&mut s, &genuine, WAN, 2).0, Verdict::Forward { vport: VM });
+    assert_eq!(s.stats().icmp_related.get(), 1);
+}
+
+#[test]
+fn an_error_between_hosts_with_an_icmp_flow_still_finds_the_quoted_one() {
+    // The client's timestamp request to the router opened an ICMP flow
+    // between the two; the router's error about a TCP segment must not
+    // take that flow (whose rewrite would leave the quote untranslated).
+    let nat = Arc::new(NatPorts::new());
+    let mut s = snat_shard(&nat);
+    let mut ts = vec![13, 0, 0, 0, 0, 0, 0, 0];
+    ts.extend_from_slice(&[0; 12]);
+    let c = csum(&ts);
+    ts[2..4].copy_from_slice(&c.to_be_bytes());
+    let tsreq = eth(GW_MAC, VM_MAC, 0x0800, &ipv4(CLIENT, ROUTER, 1, 64, &ts));
+    assert_eq!(run(&mut s, &tsreq, VM, 0).0, Verdict::Forward { vport: WAN });
+    let syn = tcp_frame(VM_MAC, GW_MAC, (CLIENT, 33000), (SERVER, 443), tcp::SYN);
+    let (_, out) = run(&mut s, &syn, VM, 1);
+    let err = icmp_error(ROUTER, PUBLIC, FRAG_NEEDED, &quote_of(&out, None));
+    let (v, back) = run(&mut s, &err, WAN, 2);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    let (_, dst, q) = open_error(&back, FRAG_NEEDED);
+    assert_eq!(dst, CLIENT);
+    assert_eq!(ports(&q, 0), (33000, 443));
+    assert_eq!(s.stats().icmp_related.get(), 1);
+}
+
+#[test]
+fn after_a_reload_an_error_follows_the_reconciled_flow() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = snat_shard(&nat);
+    let syn = tcp_frame(VM_MAC, GW_MAC, (CLIENT, 33000), (SERVER, 443), tcp::SYN);
+    let (_, out) = run(&mut s, &syn, VM, 0);
+    let nport = ports(&out, 14).0;
+    let err = icmp_error(ROUTER, PUBLIC, FRAG_NEEDED, &quote_of(&out, None));
+
+    // The same SNAT under a new generation: the pair keeps its binding,
+    // and the error is translated as before.
+    s.set_policy(policy(&snat_policy(40000, 40099), 2));
+    let (v, back) = run(&mut s, &err, WAN, 1);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    assert_eq!(s.stats().reconciled.get(), 1);
+    let (_, dst, q) = open_error(&back, FRAG_NEEDED);
+    assert_eq!((dst, ports(&q, 0)), (CLIENT, (33000, 443)));
+
+    // A policy without SNAT: the connection's reply key is no longer the
+    // NAT'd one, so an error quoting the NAT'd packet belongs to nothing.
+    s.set_policy(policy(OUT_ONLY, 3));
+    assert_eq!(run(&mut s, &err, WAN, 2).0, Verdict::Drop(DropReason::NoFlow));
+    assert_eq!(s.stats().reconciled.get(), 2);
+    assert!(!nat.is_claimed(0, nport), "the NAT port went back");
+    assert_eq!(s.len(), 1, "the connection itself lives on, un-NAT'd");
+}
+
+const V6_VIP: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const V6_BACKEND: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5];
+
+fn tcp6(sp: u16, dp: u16, flags: u8, payload: usize) -> Vec<u8> {
+    let mut seg = vec![0u8; 20];
+    seg[0..2].copy_from_slice(&sp.to_be_bytes());
+    seg[2..4].copy_from_slice(&dp.to_be_bytes());
+    seg[12] = 5 << 4;
+    seg[13] = flags;
+    seg.extend((0..payload).map(|i| i as u8));
+    seg
+}
+
+/// An IPv6 address.
+type A6 = [u8; 16];
+
+/// Checks the ICMPv6 checksum (pseudo-header included) and, when the
+/// quote is a whole TCP segment, its checksum; returns (outer src, outer
+/// dst, quoted src, quoted dst, quoted ports).
+fn open_error6(f: &[u8]) -> (A6, A6, A6, A6, (u16, u16)) {
+    let ip = &f[14..];
+    let addr = |b: &[u8], at: usize| -> [u8; 16] { b[at..at + 16].try_into().unwrap() };
+    let (src, dst) = (addr(ip, 8), addr(ip, 24));
+    let msg = &ip[40..40 + usize::from(be16(ip, 4))];
+    assert_eq!(
+        csum(&[&pseudo6(&src, &dst, 58, msg.len())[..], msg].concat()),
+        0,
+        "ICMPv6 checksum"
+    );
+    let q = &msg[8..];
+    let (qs, qd) = (addr(q, 8), addr(q, 24));
+    let seg = &q[40..];
+    if usize::from(be16(q, 4)) == seg.len() {
+        assert_eq!(
+            csum(&[&pseudo6(&qs, &qd, 6, seg.len())[..], seg].concat()),
+            0,
+            "quoted TCP checksum"
+        );
+    }
+    (src, dst, qs, qd, (be16(seg, 0), be16(seg, 2)))
+}
+
+#[test]
+fn ipv6_port_forward_errors_are_translated_both_ways() {
+    let text = r#"
+[[layers]]
+name = "nat"
+default = "allow"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "in"
+dst = ["2001:db8:ff::1/128"]
+proto = "tcp"
+dst_ports = [80]
+action = "dnat"
+dnat = { backends = ["[2001:db8:1::5]:8080"] }
+"#;
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(text, 1), &nat, 0, 1);
+    let syn = ipv6_frame(V6_SERVER, V6_VIP, 6, tcp6(7000, 80, tcp::SYN, 101));
+    let (v, inside) = run(&mut s, &syn, WAN, 0);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+
+    // The backend's host refuses: the error leaves from the VIP, quoting
+    // the client's own packet.
+    let mut unreach = vec![1, 4, 0, 0, 0, 0, 0, 0];
+    unreach.extend_from_slice(&inside[14..]);
+    let refuse = ipv6_frame(V6_BACKEND, V6_SERVER, 58, unreach);
+    let (v, out) = run(&mut s, &refuse, VM, 1);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    let (src, dst, qs, qd, qp) = open_error6(&out);
+    assert_eq!(
+        (src, dst, qs, qd, qp),
+        (V6_VIP, V6_SERVER, V6_SERVER, V6_VIP, (7000, 80))
+    );
+    assert_eq!(out[14 + 48..], syn[14..], "the quote is the client's packet");
+
+    // A router cannot deliver the backend's reply (sent from the VIP):
+    // packet too big reaches the backend, quoting what it sent.
+    let synack = ipv6_frame(V6_BACKEND, V6_SERVER, 6, tcp6(8080, 7000, tcp::SYN | tcp::ACK, 77));
+    let (v, reply) = run(&mut s, &synack, VM, 2);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    let mut ptb = vec![2, 0, 0, 0, 0, 0, 0x05, 0x00];
+    ptb.extend_from_slice(&reply[14..]);
+    let err = ipv6_frame(V6_ROUTER, V6_VIP, 58, ptb);
+    let (v, back) = run(&mut s, &err, WAN, 3);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    let (src, dst, qs, qd, qp) = open_error6(&back);
+    assert_eq!(
+        (src, dst, qs, qd, qp),
+        (V6_ROUTER, V6_BACKEND, V6_BACKEND, V6_SERVER, (8080, 7000))
+    );
+    assert_eq!(back[14 + 48..], synack[14..]);
+    assert_eq!(s.stats().icmp_related.get(), 2);
+}
+
+mod differential {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// Whatever the connection and however much of its packet the
+        /// error quotes: what reaches the client checks out from scratch
+        /// (outer IPv4, ICMP, quoted IPv4 header and, when the whole
+        /// segment is quoted, its L4 checksum), and the quote is the
+        /// client's own packet again, byte for byte, as far as it goes.
+        #[test]
+        fn translated_errors_check_out_from_scratch(
+            proto in prop_oneof![Just(6u8), Just(17u8)],
+            cport in 1u16..,
+            sport in 1u16..,
+            payload in proptest::collection::vec(any::<u8>(), 0..41),
+            with_csum in any::<bool>(),
+            cut in 28usize..120,
+        ) {
+            let nat = Arc::new(NatPorts::new());
+            let mut s = snat_shard(&nat);
+            let seg = if proto == 6 {
+                tcp_seg(CLIENT, cport, SERVER, sport, tcp::SYN, &payload)
+            } else {
+                udp_seg(CLIENT, cport, SERVER, sport, &payload, with_csum)
+            };
+            let pkt = eth(GW_MAC, VM_MAC, 0x0800, &ipv4(CLIENT, SERVER, proto, 64, &seg));
+            let (v, out) = run(&mut s, &pkt, VM, 0);
+            prop_assert_eq!(v, Verdict::Forward { vport: WAN });
+            let quote = quote_of(&out, Some(cut));
+            let err = icmp_error(ROUTER, PUBLIC, FRAG_NEEDED, &quote);
+            let (v, back) = run(&mut s, &err, WAN, 1);
+            prop_assert_eq!(v, Verdict::Forward { vport: VM });
+            let (src, dst, q) = open_error(&back, FRAG_NEEDED);
+            prop_assert_eq!((src, dst), (ROUTER, CLIENT));
+            prop_assert_eq!(quoted_ip(&q), (CLIENT, SERVER, proto));
+            // A quote that ends inside the L4 checksum leaves its half
+            // as it was (the new value's byte depends on the missing one),
+            // as Linux does.
+            let at = if proto == 6 { 16 } else { 6 };
+            let same = if q.len() == 20 + at + 1 { q.len() - 1 } else { q.len() };
+            prop_assert_eq!(&q[20..same], &pkt[34..34 + same - 20]);
+            if q.len() == pkt.len() - 14 && (proto == 6 || with_csum) {
+                prop_assert_eq!(be16(&q, 20 + at), l4_csum_v4(&q, proto, &q[20..], at));
+            }
+        }
+    }
+}

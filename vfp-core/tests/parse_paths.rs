@@ -5,7 +5,7 @@ mod parse_support;
 
 use parse_support::*;
 use vfp_core::flow::key::{v4_mapped, FlowKey, NO_VNI};
-use vfp_core::parse::{parse, Fragment, Outer, ParseError, L3};
+use vfp_core::parse::{parse, Fragment, Outer, ParseError, ICMP_ERROR_PORT, L3};
 
 fn v4(a: [u8; 4]) -> [u8; 16] {
     v4_mapped(a)
@@ -250,10 +250,13 @@ fn icmp_echo_identifier_both_ways() {
     let rep = eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(0, 0x4242, b"ping")));
     let p = parse(&rep).unwrap();
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 0x4242));
-    // Other types: no identifier.
+    // Other types: no identifier; errors have a key no flow holds.
+    let timestamp = eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(13, 0x4242, &[0; 12])));
+    let p = parse(&timestamp).unwrap();
+    assert_eq!((p.key.src_port, p.key.dst_port), (0, 0));
     let unreach = eth(&[], ET_IPV4, &V4::new(ICMP).build(&icmp(3, 0x4242, &[])));
     let p = parse(&unreach).unwrap();
-    assert_eq!((p.key.src_port, p.key.dst_port), (0, 0));
+    assert_eq!((p.key.src_port, p.key.dst_port), (ICMP_ERROR_PORT, ICMP_ERROR_PORT));
 
     let v6 = |t| {
         eth(
@@ -268,6 +271,8 @@ fn icmp_echo_identifier_both_ways() {
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 7));
     let p = parse(&v6(135)).unwrap();
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 0));
+    let p = parse(&v6(2)).unwrap();
+    assert_eq!((p.key.src_port, p.key.dst_port), (ICMP_ERROR_PORT, ICMP_ERROR_PORT));
     // ICMPv4 type numbers mean nothing inside IPv6, and vice versa.
     let p = parse(&v6(8)).unwrap();
     assert_eq!((p.key.src_port, p.key.dst_port), (0, 0));

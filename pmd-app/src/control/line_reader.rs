@@ -4,7 +4,7 @@
 //! than the cap is reported once as [`Line::TooLong`] and the rest of it is
 //! skipped up to the next newline, so one oversized request costs the
 //! client an error reply but not its connection, and the server never
-//! buffers more than the cap.
+//! buffers more than the cap (plus the `\r` of a `\r\n` ending).
 
 use std::io::{self, BufRead, BufReader, ErrorKind, Read};
 

@@ -77,19 +77,7 @@ pub fn is_error(data: &[u8], p: &Parsed) -> bool {
         (L3::Ipv6, proto::ICMPV6) => true,
         _ => return false,
     };
-    data.get(usize::from(p.l4_off)).is_some_and(|t| is_error_type(*t, v6))
-}
-
-/// Whether an ICMP type is an error message that quotes a packet.
-fn is_error_type(msg_type: u8, v6: bool) -> bool {
-    if v6 {
-        // Destination unreachable, packet too big, time exceeded,
-        // parameter problem.
-        (1..=4).contains(&msg_type)
-    } else {
-        // Destination unreachable, time exceeded, parameter problem.
-        matches!(msg_type, 3 | 11 | 12)
-    }
+    data.get(usize::from(p.l4_off)).is_some_and(|t| icmp::is_error(*t, v6))
 }
 
 /// The packet quoted by the ICMP error `data` holds, as `p` describes it;
@@ -107,7 +95,7 @@ pub fn quoted(data: &[u8], p: &Parsed) -> Option<Quote> {
         return None;
     }
     let (outer_l3, icmp) = (usize::from(p.l3_off), usize::from(p.l4_off));
-    if !is_error_type(*data.get(icmp)?, v6) {
+    if !icmp::is_error(*data.get(icmp)?, v6) {
         return None;
     }
     let end = if v6 {
@@ -180,10 +168,15 @@ pub fn quoted(data: &[u8], p: &Parsed) -> Option<Quote> {
 
 impl Quote {
     /// The key a reply to the quoted packet would carry, arriving where
-    /// the error arrived (`arrived` is the error's own key: its vport,
-    /// direction and VNI).
-    pub fn reply_key(&self, arrived: &FlowKey) -> FlowKey {
-        FlowKey {
+    /// the error arrived (`error` is the error's own key: its vport,
+    /// direction and VNI). None when the error is not addressed to the
+    /// quoted packet's source, as every genuine error is.
+    pub fn reply_key(&self, error: &FlowKey) -> Option<FlowKey> {
+        if error.dst != self.src {
+            return None;
+        }
+        let arrived = error;
+        Some(FlowKey {
             src: self.dst,
             dst: self.src,
             src_port: self.dst_port,
@@ -192,7 +185,7 @@ impl Quote {
             vni: arrived.vni,
             vport: arrived.vport,
             dir: arrived.dir,
-        }
+        })
     }
 
     /// Applies a pair side's address and port rewrites to the error and,
@@ -286,13 +279,14 @@ mod tests {
     use crate::parse::parse;
     use proptest::prelude::*;
 
-    /// An Ethernet + IPv4 ICMP error quoting an IPv4 UDP header, or the
-    /// IPv6 equivalent (checksums not filled: translation never checks).
+    /// An Ethernet + IPv4 ICMP error to the source of the IPv4 UDP header
+    /// it quotes, or the IPv6 equivalent (checksums not filled:
+    /// translation never checks them).
     fn error_frame(v6: bool, quote_l4: usize) -> Vec<u8> {
         let mut f = vec![0u8; 12];
         let (quote_ip, msg_type) = if v6 {
             let mut q = vec![0x60, 0, 0, 0, 0, 8, 17, 64];
-            q.extend_from_slice(&[0x20; 32]);
+            q.extend_from_slice(&[[0x20; 16], [0x21; 16]].concat());
             (q, 2)
         } else {
             let mut q = vec![0x45, 0, 0, 28, 0, 0, 0, 0, 64, 17, 0, 0];
@@ -306,11 +300,11 @@ mod tests {
             f.extend_from_slice(&[0x86, 0xdd, 0x60, 0, 0, 0]);
             f.extend_from_slice(&(msg.len() as u16).to_be_bytes());
             f.extend_from_slice(&[58, 64]);
-            f.extend_from_slice(&[0x30; 32]);
+            f.extend_from_slice(&[[0x30; 16], [0x20; 16]].concat());
         } else {
             f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
             f.extend_from_slice(&((20 + msg.len()) as u16).to_be_bytes());
-            f.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 254, 203, 0, 113, 10]);
+            f.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0, 192, 0, 2, 254, 10, 0, 0, 1]);
         }
         f.extend_from_slice(&msg);
         f
@@ -321,7 +315,7 @@ mod tests {
         for v6 in [false, true] {
             let p = parse(&error_frame(v6, 8)).unwrap();
             let q = quoted(&error_frame(v6, 8), &p).expect("a full quote");
-            let k = q.reply_key(&p.key);
+            let k = q.reply_key(&p.key).expect("addressed to the quoted source");
             assert_eq!((k.src_port, k.dst_port, k.proto), (53, 5000, proto::UDP));
             let short = error_frame(v6, 7);
             let p = parse(&short).unwrap();

@@ -24,7 +24,7 @@
 //! operations, so at least one of them sees the other: a port is never
 //! held under an address other than its claimer's.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Most NAT addresses the app can hold.
@@ -46,20 +46,31 @@ pub struct NatBinding {
 pub struct NatTableFull;
 
 struct AddrSlot {
-    addr: AtomicU32,
+    /// The IPv4 address (as a u32), or [`IN_TRANSIT`] while a reuse
+    /// decides whether the slot may change hands.
+    addr: AtomicU64,
     bits: Box<[AtomicU64]>,
 }
 
+/// A slot's address value that no address matches.
+const IN_TRANSIT: u64 = 1 << 32;
+
+fn addr_value(a: [u8; 4]) -> u64 {
+    u64::from(u32::from_be_bytes(a))
+}
+
 impl AddrSlot {
-    fn addr(&self) -> [u8; 4] {
-        self.addr.load(Ordering::SeqCst).to_be_bytes()
+    fn addr(&self) -> Option<[u8; 4]> {
+        u32::try_from(self.addr.load(Ordering::SeqCst))
+            .ok()
+            .map(u32::to_be_bytes)
     }
 
     /// After setting `bit` of `word`: whether the slot still has `addr`.
     /// If it was reused meanwhile, the bit is cleared again.
     #[inline]
     fn holds(&self, addr: [u8; 4], word: &AtomicU64, bit: u64) -> bool {
-        if self.addr.load(Ordering::SeqCst) == u32::from_be_bytes(addr) {
+        if self.addr.load(Ordering::SeqCst) == addr_value(addr) {
             return true;
         }
         word.fetch_and(!bit, Ordering::SeqCst);
@@ -107,7 +118,7 @@ impl NatPorts {
     pub fn new() -> NatPorts {
         let slots = (0..MAX_ADDRS)
             .map(|_| AddrSlot {
-                addr: AtomicU32::new(0),
+                addr: AtomicU64::new(0),
                 bits: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
             })
             .collect();
@@ -133,33 +144,51 @@ impl NatPorts {
     /// many addresses the policy names. Same as
     /// [`NatPorts::register_replacing`] with no policy in force.
     pub fn register_policy(&self, policy: &crate::policy::Policy) -> Result<usize, NatTableFull> {
-        self.register_replacing(policy, None)
+        self.register_replacing(policy, None, true)
     }
 
     /// [`NatPorts::register_policy`] for a policy that replaces
-    /// `installed`: when no slot is unused, a new address takes the slot of
-    /// an address that neither policy names and no connection holds a port
-    /// of ([`NatPorts::room`]).
+    /// `installed`: when no slot is unused and `may_reuse` (no shard runs
+    /// a policy older than `installed`), a new address takes the slot of
+    /// an address that neither policy names and no connection holds a
+    /// port of ([`NatPorts::room`]).
     pub fn register_replacing(
         &self,
         policy: &crate::policy::Policy,
         installed: Option<&crate::policy::Policy>,
+        may_reuse: bool,
     ) -> Result<usize, NatTableFull> {
         let _g = self.lock();
         let new = self.new_addrs(policy);
-        let mut reusable = self.reusable(policy, installed);
-        if new.len() > self.unused_slots() + reusable.len() {
-            return Err(NatTableFull);
-        }
-        for a in new {
-            if self.register_locked(a).is_ok() {
-                continue;
-            }
-            // A shard under a policy older than `installed` may have just
-            // claimed a port of a slot: try the next one.
-            if !std::iter::from_fn(|| reusable.pop()).any(|slot| self.reuse(slot, a)) {
+        let (fresh, reused) = new.split_at(new.len().min(self.unused_slots()));
+        // Take every slot to reuse out of service first, so that a refusal
+        // leaves the table as it was (all or none).
+        let mut candidates = if may_reuse {
+            self.reusable(policy, installed)
+        } else {
+            Vec::new()
+        };
+        let mut detached: Vec<(u8, u64)> = Vec::new();
+        while detached.len() < reused.len() {
+            let Some(slot) = candidates.pop() else {
+                for (slot, old) in detached {
+                    self.slots[usize::from(slot)].addr.store(old, Ordering::SeqCst);
+                }
                 return Err(NatTableFull);
+            };
+            // A shard still on an older policy may just have claimed a
+            // port of it: then it stays, and the next candidate is tried.
+            if let Some(old) = self.detach(slot) {
+                detached.push((slot, old));
             }
+        }
+        for a in fresh {
+            self.register_locked(*a)?;
+        }
+        for (a, (slot, _)) in reused.iter().zip(detached) {
+            self.slots[usize::from(slot)]
+                .addr
+                .store(addr_value(*a), Ordering::SeqCst);
         }
         Ok(snat_addrs(policy).count())
     }
@@ -180,20 +209,28 @@ impl NatPorts {
             .collect();
         let n = self.published.load(Ordering::Acquire);
         (0..n as u8)
-            .filter(|&i| !named.contains(&self.slots[usize::from(i)].addr()) && self.in_use(i) == 0)
+            .filter(|&i| {
+                self.slots[usize::from(i)]
+                    .addr()
+                    .is_some_and(|a| !named.contains(&a) && self.in_use(i) == 0)
+            })
             .collect()
     }
 
-    /// Moves `slot` to `addr` unless a port of it is held (then it keeps
-    /// its address). Under the registration lock.
-    fn reuse(&self, slot: u8, addr: [u8; 4]) -> bool {
+    /// Takes `slot` out of service for a reuse unless a port of it is
+    /// held: returns its address value, to restore or replace. While out
+    /// of service no claim can succeed on it (its address matches none),
+    /// and the bits are checked after the address changed, so a claim
+    /// that got in before is seen (both sides are sequentially
+    /// consistent). Under the registration lock.
+    fn detach(&self, slot: u8) -> Option<u64> {
         let s = &self.slots[usize::from(slot)];
-        let old = s.addr.swap(u32::from_be_bytes(addr), Ordering::SeqCst);
+        let old = s.addr.swap(IN_TRANSIT, Ordering::SeqCst);
         if s.bits.iter().any(|w| w.load(Ordering::SeqCst) != 0) {
             s.addr.store(old, Ordering::SeqCst);
-            return false;
+            return None;
         }
-        true
+        Some(old)
     }
 
     /// How many distinct SNAT addresses of `policy` have no slot.
@@ -207,10 +244,20 @@ impl NatPorts {
     }
 
     /// Slots a registration of `policy` replacing `installed` could give
-    /// to new addresses: the unused ones, and those whose address neither
-    /// policy names and no connection holds a port of.
-    pub fn room(&self, policy: &crate::policy::Policy, installed: Option<&crate::policy::Policy>) -> usize {
-        self.unused_slots() + self.reusable(policy, installed).len()
+    /// to new addresses: the unused ones and, if `may_reuse`, those whose
+    /// address neither policy names and no connection holds a port of.
+    pub fn room(
+        &self,
+        policy: &crate::policy::Policy,
+        installed: Option<&crate::policy::Policy>,
+        may_reuse: bool,
+    ) -> usize {
+        let reusable = if may_reuse {
+            self.reusable(policy, installed).len()
+        } else {
+            0
+        };
+        self.unused_slots() + reusable
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -234,7 +281,7 @@ impl NatPorts {
         if n >= MAX_ADDRS {
             return Err(NatTableFull);
         }
-        self.slots[n].addr.store(u32::from_be_bytes(addr), Ordering::Relaxed);
+        self.slots[n].addr.store(addr_value(addr), Ordering::Relaxed);
         self.published.store(n + 1, Ordering::Release);
         Ok(n as u8)
     }
@@ -243,20 +290,18 @@ impl NatPorts {
     #[inline]
     pub fn slot_of(&self, addr: [u8; 4]) -> Option<u8> {
         let n = self.published.load(Ordering::Acquire);
-        let a = u32::from_be_bytes(addr);
+        let a = addr_value(addr);
         self.slots[..n]
             .iter()
             .position(|s| s.addr.load(Ordering::Relaxed) == a)
             .map(|i| i as u8)
     }
 
-    /// Registered addresses, in slot order.
+    /// Registered addresses, in slot order (a slot in the middle of a
+    /// reuse is left out).
     pub fn addrs(&self) -> Vec<[u8; 4]> {
         let n = self.published.load(Ordering::Acquire);
-        self.slots[..n]
-            .iter()
-            .map(|s| s.addr.load(Ordering::Relaxed).to_be_bytes())
-            .collect()
+        self.slots[..n].iter().filter_map(AddrSlot::addr).collect()
     }
 
     /// Claims `port` of `slot` if it is free and the slot still has
@@ -395,7 +440,7 @@ mod tests {
         }
         let two_new = snat_policy(&["192.0.2.1", "192.0.2.2", "10.0.0.5"]);
         assert_eq!(n.unregistered(&two_new), 2);
-        assert_eq!(n.room(&two_new, None), 1);
+        assert_eq!(n.room(&two_new, None, true), 1);
         assert_eq!(n.register_policy(&two_new), Err(NatTableFull));
         assert_eq!((n.unused_slots(), n.slot_of([192, 0, 2, 1])), (1, None));
         let one_new = snat_policy(&["192.0.2.2", "10.0.0.5"]);
@@ -419,8 +464,8 @@ mod tests {
         let installed = snat_policy(&["10.0.0.0", "10.0.0.1"]);
         let next = snat_policy(&["192.0.2.1"]);
         // Slots 0 and 1 are named, slot 7 is busy: 61 are reusable.
-        assert_eq!(n.room(&next, Some(&installed)), MAX_ADDRS - 3);
-        assert_eq!(n.register_replacing(&next, Some(&installed)), Ok(1));
+        assert_eq!(n.room(&next, Some(&installed), true), MAX_ADDRS - 3);
+        assert_eq!(n.register_replacing(&next, Some(&installed), true), Ok(1));
         let slot = n.slot_of([192, 0, 2, 1]).expect("registered");
         assert!(![0, 1, 7].contains(&slot), "took slot {slot}");
         assert_eq!(n.slot_of(old), Some(7));
@@ -444,29 +489,32 @@ mod tests {
         let all_new: Vec<&str> = all_new.iter().map(String::as_str).collect();
         let big = snat_policy(&all_new);
         // Named by `installed`: 2; holding a port: the reused slot.
-        assert_eq!(n.room(&big, Some(&installed)), MAX_ADDRS - 3);
-        assert_eq!(n.register_replacing(&big, Some(&installed)), Err(NatTableFull));
+        assert_eq!(n.room(&big, Some(&installed), true), MAX_ADDRS - 3);
+        assert_eq!(n.register_replacing(&big, Some(&installed), true), Err(NatTableFull));
         assert_eq!(n.slot_of([198, 18, 0, 0]), None, "none registered");
-        assert_eq!(n.register_replacing(&big, None), Ok(MAX_ADDRS - 2));
+        assert_eq!(n.register_replacing(&big, None, true), Ok(MAX_ADDRS - 2));
         assert_eq!(n.slot_of([192, 0, 2, 1]), Some(slot), "the busy slot kept its address");
     }
 
     /// A shard claiming ports of a slot while the control thread reuses
-    /// it: a port is never held under another address than its claimer's.
+    /// it and another: a port is never held under another address than
+    /// its claimer's, and a reuse that loses the race leaves the table as
+    /// it was (all or none).
     #[test]
     fn reuse_racing_claims_never_mixes_addresses() {
-        let next = snat_policy(&["192.0.2.1"]);
+        let next = snat_policy(&["192.0.2.1", "192.0.2.2"]);
         let mut outcomes = [0; 2];
         for round in 0..300 {
             let n = Arc::new(NatPorts::new());
-            // Only slot 0 is reusable: every other one holds a port.
+            // Only slots 0 and 1 are reusable: every other one holds a port.
             for i in 0..MAX_ADDRS {
                 let a = [10, 0, 0, i as u8];
                 n.register(a).unwrap();
-                if i > 0 {
+                if i > 1 {
                     assert!(n.try_claim(i as u8, a, 1));
                 }
             }
+            let before = n.addrs();
             let old = [10, 0, 0, 0];
             let claimer = {
                 let n = n.clone();
@@ -474,12 +522,19 @@ mod tests {
             };
             let reused = n.register_policy(&next).is_ok();
             let held = claimer.join().unwrap();
-            let addr = n.addrs()[0];
-            assert_eq!(reused, addr != old, "round {round}");
             if reused {
-                assert!(held.is_empty(), "round {round}: ports {held:?} held under {addr:?}");
+                assert!(held.is_empty(), "round {round}: ports {held:?} held after the reuse");
                 assert_eq!(n.in_use(0), 0);
+                assert_eq!(
+                    (n.slot_of([192, 0, 2, 1]).is_some(), n.slot_of([192, 0, 2, 2]).is_some()),
+                    (true, true)
+                );
             } else {
+                assert_eq!(
+                    n.addrs(),
+                    before,
+                    "round {round}: a refused registration changed the table"
+                );
                 assert_eq!(n.in_use(0) as usize, held.len(), "round {round}");
             }
             outcomes[usize::from(reused)] += 1;

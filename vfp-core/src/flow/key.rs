@@ -57,9 +57,11 @@ pub struct FlowKey {
     pub dst: [u8; 16],
     /// VXLAN network identifier of the tenant frame, or [`NO_VNI`].
     pub vni: u32,
-    /// L4 source port; ICMP echo: identifier for requests, 0 for replies.
+    /// L4 source port; ICMP echo: identifier for requests, 0 for replies;
+    /// ICMP error: [`crate::parse::ICMP_ERROR_PORT`].
     pub src_port: u16,
-    /// L4 destination port; ICMP echo: 0 for requests, identifier for replies.
+    /// L4 destination port; ICMP echo: 0 for requests, identifier for
+    /// replies; ICMP error: [`crate::parse::ICMP_ERROR_PORT`].
     pub dst_port: u16,
     /// Index of the vport the packet arrived on.
     pub vport: u16,

@@ -40,6 +40,19 @@ pub enum Echo {
     Reply,
 }
 
+/// Whether `msg_type` is an error message, which quotes the packet that
+/// caused it: ICMPv4 destination unreachable, time exceeded, parameter
+/// problem; ICMPv6 destination unreachable, packet too big, time exceeded,
+/// parameter problem.
+#[inline]
+pub fn is_error(msg_type: u8, v6: bool) -> bool {
+    if v6 {
+        (1..=4).contains(&msg_type)
+    } else {
+        matches!(msg_type, 3 | 11 | 12)
+    }
+}
+
 /// Classifies `msg_type` for ICMPv4 (`v6 == false`) or ICMPv6.
 #[inline]
 pub fn echo_kind(msg_type: u8, v6: bool) -> Option<Echo> {
