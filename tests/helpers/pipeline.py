@@ -249,11 +249,13 @@ def gen_malformed(g):
               IP(src=VM_IP, dst="192.0.2.10") / UDP(sport=7781, dport=53)), "parse-too-deep")
     # A frame too short for an Ethernet header.
     bad(base[:10], "parse-truncated")
-    # Fragments: no reassembly, so a non-first fragment has no ports to
-    # match (dropped, counted), while a first fragment carries its ports.
+    # Fragments: no reassembly. A first fragment carries its ports; a later
+    # one follows its first fragment's flow, and one whose first fragment
+    # never came has no ports to match (dropped, counted).
     g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10", id=4242, flags="MF", frag=0) / UDP(sport=7200, dport=53, len=400),
           "wan")
-    g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10", id=4242, frag=50, proto=17), "fragment")
+    g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10", id=4242, frag=50, proto=17), "wan")
+    g.add("vm", o / IP(src=VM_IP, dst="192.0.2.10", id=4243, frag=50, proto=17), "fragment")
     # Ethernet padding after a short IPv4 datagram is fine.
     p = bytes(o / IP(src=VM_IP, dst="192.0.2.10") / UDP(sport=7100, dport=53) / Raw(tag_bytes(g.tags.next())))
     g.add_raw("vm", p + b"\0" * max(0, 60 - len(p)) + b"\0\0\0\0", "wan")

@@ -6,8 +6,9 @@
 //! the read-only [`Policy`].
 //!
 //! One packet, top to bottom ([`Shard::process`]):
-//! - non-IP frames go to their vport's peer untouched; non-first IP
-//!   fragments are dropped (no reassembly, so no ports to match);
+//! - non-IP frames go to their vport's peer untouched; a non-first IP
+//!   fragment takes the pair side its datagram's first fragment took
+//!   ([`crate::flow::fragments`]; no reassembly), or is dropped;
 //! - *hit* on a pair side: if the pair was compiled under an older policy
 //!   generation it is re-evaluated first (lazy reconciliation), then the
 //!   side's transposition is applied in place and the packet forwarded;
@@ -44,6 +45,7 @@ use crate::action::transposition::ChecksumPlan;
 use crate::decision::{Actions, Decision, SnatSpec};
 use crate::engine;
 use crate::flow::expiry::Sweeper;
+use crate::flow::fragments::{frag_key, FragTable, FragTarget};
 use crate::flow::key::{proto, FlowKey};
 use crate::flow::pair::{FlowPair, Side, HIT_LINES, SWEEP_LINES};
 use crate::flow::table::{FlowTable, InsertError, Lookup};
@@ -84,6 +86,7 @@ pub struct Shard {
     nat: Arc<NatPorts>,
     table: FlowTable,
     sweeper: Sweeper,
+    frags: FragTable,
     stats: Arc<ShardStats>,
     outbox: Vec<ShardMsg>,
     /// Where the next SNAT port search starts, and which pool address.
@@ -115,6 +118,7 @@ impl Shard {
             // in cache better).
             table: FlowTable::with_capacity(cfg.capacity, if cfg.nshards > 1 { cfg.capacity } else { 0 }),
             sweeper: Sweeper::new(),
+            frags: FragTable::new(),
             stats: Arc::new(ShardStats::new()),
             outbox: Vec::with_capacity(OUTBOX_CAPACITY),
             // Spread the shards' searches over the port range.
@@ -198,6 +202,9 @@ impl Shard {
             },
             ShardMsg::RemoveRedirect { key, owner, .. } => {
                 self.table.remove_redirect(&key, owner);
+            }
+            ShardMsg::InstallFragRedirect { key, owner, .. } => {
+                self.frags.insert(key, FragTarget::Shard(owner), self.clock_ns);
             }
         }
     }
@@ -302,9 +309,23 @@ impl Shard {
                 None => Verdict::Drop(DropReason::NoVport),
             };
         }
-        if parsed.fragment == Fragment::Later {
-            return Verdict::Drop(DropReason::Fragment);
+        if parsed.fragment != Fragment::None {
+            return self.fragment(frame, parsed, hash, hint, now, may_redirect);
         }
+        self.look_up_and_run(frame, parsed, hash, hint, now, may_redirect)
+    }
+
+    /// The flow table part of [`Shard::decide`]: hit, redirect or miss.
+    #[inline(always)]
+    fn look_up_and_run(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        hash: u64,
+        hint: Hint,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
         let found = match hint.0 {
             Some((idx, side)) if self.table.pair(idx).is_some_and(|p| *p.key(side) == parsed.key) => {
                 Some(Lookup::Pair { idx, side })
@@ -438,6 +459,88 @@ impl Shard {
         };
         match creator.create_pair(&first, &actions, policy.generation, now) {
             Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now, may_redirect),
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// A fragment (see [`crate::flow::fragments`]). A first fragment is
+    /// looked up like any packet and, once forwarded through a pair side,
+    /// leaves that side for the datagram's later fragments (and a redirect
+    /// at the datagram key's owner when that is another shard). A later
+    /// fragment takes the side its first fragment took, here or on the
+    /// shard its entry names.
+    #[cold]
+    #[inline(never)]
+    fn fragment(
+        &mut self,
+        frame: &mut Frame,
+        parsed: &Parsed,
+        hash: u64,
+        hint: Hint,
+        now: u64,
+        may_redirect: bool,
+    ) -> Verdict {
+        let Some(fk) = frag_key(frame.data(), parsed) else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        if parsed.fragment == Fragment::First {
+            let v = self.look_up_and_run(frame, parsed, hash, hint, now, may_redirect);
+            if let (Verdict::Forward { .. }, Some(Lookup::Pair { idx, side })) =
+                (v, self.table.lookup_hashed(hash, &parsed.key))
+            {
+                self.frags.insert(fk, FragTarget::Pair(idx, side), now);
+                let to = fk.owner(self.cfg.nshards);
+                if to != self.cfg.id {
+                    let (key, owner) = (fk, self.cfg.id);
+                    self.outbox.push(ShardMsg::InstallFragRedirect { to, key, owner });
+                }
+            }
+            return v;
+        }
+        let (idx, side) = match self.frags.find(&fk, now) {
+            Some(FragTarget::Pair(idx, side)) => (idx, side),
+            Some(FragTarget::Shard(owner)) => return Verdict::Redirect { owner },
+            None => {
+                let owner = fk.owner(self.cfg.nshards);
+                if may_redirect && owner != self.cfg.id {
+                    return Verdict::Redirect { owner };
+                }
+                return Verdict::Drop(DropReason::Fragment);
+            }
+        };
+        // The pair must still be the one the first fragment took: same
+        // addresses, protocol and arrival (its slot may have been reused).
+        let same = |p: &FlowPair| {
+            let k = p.key(side);
+            (k.src, k.dst, k.proto, k.vport, k.dir, k.vni) == (fk.src, fk.dst, fk.proto, fk.vport, fk.dir, fk.vni)
+        };
+        if self
+            .table
+            .pair(idx)
+            .is_some_and(|p| p.generation != self.policy.generation)
+        {
+            if let Err(r) = self.reconcile(idx) {
+                return Verdict::Drop(r);
+            }
+        }
+        if !self.table.pair(idx).is_some_and(same) {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        let len = frame.len();
+        let outer_csum = (self.offload_vports, self.outer_csum);
+        let Some(pair) = self.table.pair_mut(idx) else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        let x = *pair.xpos(side);
+        let vport = x.out_vport;
+        match x.apply_with(frame, parsed, outer_checksum(outer_csum.0, outer_csum.1, vport)) {
+            Ok(plan) => {
+                pair.touch(side, len, now, 0);
+                self.plan = plan;
+                self.stats.fragments_forwarded.inc();
+                self.stats.forwarded.inc();
+                Verdict::Forward { vport }
+            }
             Err(r) => Verdict::Drop(r),
         }
     }

@@ -4,9 +4,11 @@
 //! reverse entry of one connection); [`table`] the per-shard index and
 //! slab; [`index`] a fixed-capacity cuckoo hash index whose lookups can be
 //! prefetched a burst at a time; [`tcp_state`] the coarse TCP tracker
-//! that picks idle timeouts; [`expiry`] the amortised idle sweep.
+//! that picks idle timeouts; [`expiry`] the amortised idle sweep;
+//! [`fragments`] the flows of fragmented datagrams.
 
 pub mod expiry;
+pub mod fragments;
 pub mod index;
 pub mod key;
 pub mod pair;

@@ -19,13 +19,19 @@ pub enum ShardMsg {
     InstallRedirect { to: usize, key: FlowKey, owner: usize },
     /// Shard `to`: forget the redirect of `key` to `owner`.
     RemoveRedirect { to: usize, key: FlowKey, owner: usize },
+    /// Shard `to`: send the later fragments of the datagram `key` (a
+    /// [`crate::flow::fragments::frag_key`]) to shard `owner`. Such
+    /// entries expire by themselves.
+    InstallFragRedirect { to: usize, key: FlowKey, owner: usize },
 }
 
 impl ShardMsg {
     /// The shard the message is for.
     pub fn to(&self) -> usize {
         match self {
-            ShardMsg::InstallRedirect { to, .. } | ShardMsg::RemoveRedirect { to, .. } => *to,
+            ShardMsg::InstallRedirect { to, .. }
+            | ShardMsg::RemoveRedirect { to, .. }
+            | ShardMsg::InstallFragRedirect { to, .. } => *to,
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct ShardStats {
     /// ICMP errors forwarded as part of the flow whose packet they quote
     /// (also counted as `forwarded`).
     pub icmp_related: Counter,
+    /// Later fragments forwarded through the pair side their datagram's
+    /// first fragment took (also counted as `forwarded`).
+    pub fragments_forwarded: Counter,
 }
 
 impl Default for ShardStats {
@@ -64,6 +67,7 @@ impl ShardStats {
             lookups_miss: Counter::new(),
             reconciled: Counter::new(),
             icmp_related: Counter::new(),
+            fragments_forwarded: Counter::new(),
         }
     }
 
@@ -88,7 +92,7 @@ impl ShardStats {
     }
 
     /// Every other counter with its kebab-case name.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         [
             ("forwarded", self.forwarded.get()),
             ("l2-forwarded", self.l2_forwarded.get()),
@@ -103,6 +107,7 @@ impl ShardStats {
             ("lookups-miss", self.lookups_miss.get()),
             ("reconciled", self.reconciled.get()),
             ("icmp-related", self.icmp_related.get()),
+            ("fragments-forwarded", self.fragments_forwarded.get()),
         ]
     }
 }

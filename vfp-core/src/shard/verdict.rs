@@ -63,7 +63,9 @@ drop_reasons! {
     TableFull => "table-full",
     /// No free SNAT port in the pool (or no pool address registered).
     NatExhausted => "nat-exhausted",
-    /// A non-first IP fragment: no reassembly, so no ports to match.
+    /// A non-first IP fragment whose datagram's first fragment was not
+    /// forwarded (first), or not by this flow table (nothing is
+    /// reassembled: later fragments follow their first fragment's flow).
     Fragment => "fragment",
     /// TTL / hop limit would reach zero.
     TtlExpired => "ttl-expired",
