@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A TCP payload stream with an end-to-end checksum, for the real-kernel
+"""A TCP payload stream (and a UDP echo) with an end-to-end checksum, for the real-kernel
 tests (run inside a network namespace with `ip netns exec`).
 
   tcp_stream.py server --bind IP --port P [--progress BYTES] [--timeout S]
@@ -7,6 +7,8 @@ tests (run inside a network namespace with `ip netns exec`).
                        [--seed S] [--rate-mbps R] [--timeout S]
   tcp_stream.py probe  --connect IP --port P [--timeout S]
   tcp_stream.py announce --iface DEV --ip IP     one gratuitous ARP from DEV
+  tcp_stream.py udp-echo --bind IP --port P [--timeout S]
+  tcp_stream.py udp-send --connect IP --port P --bytes N [--timeout S]
 
 Every mode prints JSON lines on stdout, flushed at once, so a test can
 follow it while it runs:
@@ -17,6 +19,14 @@ follow it while it runs:
           {"event":"done","bytes":N,"sha256":H,"server_sha256":H,"local":..}
   probe:  {"event":"connected"} (exit 0) or {"event":"timeout"} (exit 3)
           or {"event":"refused"} (exit 4)
+
+  udp-echo: {"event":"listening"} {"event":"echoed","bytes":N,"peer":"IP:PORT","sha256":H}
+  udp-send: {"event":"done","bytes":N,"sha256":H,"echo_sha256":H} (exit 0 only if equal)
+
+udp-echo sends every datagram back to its sender, with the same bytes,
+until --timeout passes without one; udp-send sends one datagram of N
+pseudo-random bytes (larger than the MTU, the kernel fragments it) and
+waits for its echo, sending it again every second until --timeout.
 
 The server reads to EOF, then answers the sha256 of what it received
 (hex, one line) and closes; the client sends a deterministic
@@ -186,6 +196,45 @@ def announce(a):
     emit(event="done", iface=a.iface)
 
 
+def udp_echo(a):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((a.bind, a.port))
+    s.settimeout(a.timeout)
+    emit(event="listening")
+    try:
+        while True:
+            data, peer = s.recvfrom(65535)
+            s.sendto(data, peer)
+            emit(event="echoed", bytes=len(data), peer="%s:%d" % peer,
+                 sha256=hashlib.sha256(data).hexdigest())
+    except socket.timeout:
+        emit(event="idle")
+
+
+def udp_send(a):
+    data = next(payload(a.seed))[:a.bytes] if a.bytes <= CHUNK else None
+    if data is None:
+        fail(ValueError("--bytes over %d" % CHUNK))
+    digest = hashlib.sha256(data).hexdigest()
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((a.connect, a.port))
+    s.settimeout(1.0)
+    deadline = time.monotonic() + a.timeout
+    while time.monotonic() < deadline:
+        s.send(data)
+        try:
+            echo = s.recv(65535)
+        except socket.timeout:
+            continue
+        except OSError as e:
+            fail(e)
+        theirs = hashlib.sha256(echo).hexdigest()
+        emit(event="done", bytes=len(echo), sha256=digest, echo_sha256=theirs)
+        sys.exit(0 if theirs == digest else 2)
+    emit(event="timeout")
+    sys.exit(3)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="mode", required=True)
@@ -211,8 +260,19 @@ def main():
     an = sub.add_parser("announce")
     an.add_argument("--iface", required=True)
     an.add_argument("--ip", required=True)
+    ue = sub.add_parser("udp-echo")
+    ue.add_argument("--bind", required=True)
+    ue.add_argument("--port", type=int, required=True)
+    ue.add_argument("--timeout", type=float, default=60)
+    us = sub.add_parser("udp-send")
+    us.add_argument("--connect", required=True)
+    us.add_argument("--port", type=int, required=True)
+    us.add_argument("--bytes", type=int, required=True)
+    us.add_argument("--seed", type=int, default=1)
+    us.add_argument("--timeout", type=float, default=30)
     a = p.parse_args()
-    {"server": server, "client": client, "probe": probe, "announce": announce}[a.mode](a)
+    {"server": server, "client": client, "probe": probe, "announce": announce,
+     "udp-echo": udp_echo, "udp-send": udp_send}[a.mode](a)
 
 
 if __name__ == "__main__":
