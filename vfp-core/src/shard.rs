@@ -203,8 +203,8 @@ impl Shard {
             ShardMsg::RemoveRedirect { key, owner, .. } => {
                 self.table.remove_redirect(&key, owner);
             }
-            ShardMsg::InstallFragRedirect { key, owner, .. } => {
-                self.frags.insert(key, FragTarget::Shard(owner), self.clock_ns);
+            ShardMsg::InstallFragRedirect { key, owner, at_ns, .. } => {
+                self.frags.insert(key, FragTarget::Shard(owner), at_ns);
             }
         }
     }
@@ -464,11 +464,12 @@ impl Shard {
     }
 
     /// A fragment (see [`crate::flow::fragments`]). A first fragment is
-    /// looked up like any packet and, once forwarded through a pair side,
-    /// leaves that side for the datagram's later fragments (and a redirect
-    /// at the datagram key's owner when that is another shard). A later
-    /// fragment takes the side its first fragment took, here or on the
-    /// shard its entry names.
+    /// looked up like any packet; once forwarded through a pair side it
+    /// leaves that side for the datagram's later fragments (and asks the
+    /// datagram key's owner, when that is another shard, to redirect them
+    /// here), and once handed to another shard it leaves that shard. A
+    /// later fragment takes the side its first fragment took, or follows
+    /// it to the shard its entry names.
     #[cold]
     #[inline(never)]
     fn fragment(
@@ -480,25 +481,39 @@ impl Shard {
         now: u64,
         may_redirect: bool,
     ) -> Verdict {
-        let Some(fk) = frag_key(frame.data(), parsed) else {
+        let Some((fk, span)) = frag_key(frame.data(), parsed) else {
             return Verdict::Drop(DropReason::Fragment);
         };
+        if !span.fits() {
+            return Verdict::Drop(DropReason::Fragment);
+        }
         if parsed.fragment == Fragment::First {
             let v = self.look_up_and_run(frame, parsed, hash, hint, now, may_redirect);
-            if let (Verdict::Forward { .. }, Some(Lookup::Pair { idx, side })) =
-                (v, self.table.lookup_hashed(hash, &parsed.key))
-            {
-                self.frags.insert(fk, FragTarget::Pair(idx, side), now);
-                let to = fk.owner(self.cfg.nshards);
-                if to != self.cfg.id {
-                    let (key, owner) = (fk, self.cfg.id);
-                    self.outbox.push(ShardMsg::InstallFragRedirect { to, key, owner });
+            match v {
+                Verdict::Forward { .. } => {
+                    if let Some(Lookup::Pair { idx, side }) = self.table.lookup_hashed(hash, &parsed.key) {
+                        let target = FragTarget::Pair {
+                            idx,
+                            side,
+                            key: parsed.key,
+                            first_end: span.end,
+                        };
+                        self.frags.insert(fk, target, now);
+                        self.ask_owner_to_redirect(fk, now);
+                    }
                 }
+                Verdict::Redirect { owner } => self.frags.insert(fk, FragTarget::Shard(owner), now),
+                Verdict::Drop(_) => {}
             }
             return v;
         }
-        let (idx, side) = match self.frags.find(&fk, now) {
-            Some(FragTarget::Pair(idx, side)) => (idx, side),
+        let (idx, side, key, first_end) = match self.frags.find(&fk, now) {
+            Some(FragTarget::Pair {
+                idx,
+                side,
+                key,
+                first_end,
+            }) => (idx, side, key, first_end),
             Some(FragTarget::Shard(owner)) => return Verdict::Redirect { owner },
             None => {
                 let owner = fk.owner(self.cfg.nshards);
@@ -508,12 +523,18 @@ impl Shard {
                 return Verdict::Drop(DropReason::Fragment);
             }
         };
-        // The pair must still be the one the first fragment took: same
-        // addresses, protocol and arrival (its slot may have been reused).
-        let same = |p: &FlowPair| {
-            let k = p.key(side);
-            (k.src, k.dst, k.proto, k.vport, k.dir, k.vni) == (fk.src, fk.dst, fk.proto, fk.vport, fk.dir, fk.vni)
-        };
+        // RFC 1858: a fragment overlapping the first could rewrite the L4
+        // header the flow was matched on.
+        if span.offset < first_end {
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        // The pair must still be the one the first fragment took (its
+        // slot may hold another flow now), before and after a reload's
+        // reconciliation (which may rekey the side).
+        let holds = |t: &FlowTable| t.pair(idx).is_some_and(|p| *p.key(side) == key);
+        if !holds(&self.table) {
+            return Verdict::Drop(DropReason::Fragment);
+        }
         if self
             .table
             .pair(idx)
@@ -522,18 +543,18 @@ impl Shard {
             if let Err(r) = self.reconcile(idx) {
                 return Verdict::Drop(r);
             }
-        }
-        if !self.table.pair(idx).is_some_and(same) {
-            return Verdict::Drop(DropReason::Fragment);
+            if !holds(&self.table) {
+                return Verdict::Drop(DropReason::Fragment);
+            }
         }
         let len = frame.len();
-        let outer_csum = (self.offload_vports, self.outer_csum);
+        let (offload, default) = (self.offload_vports, self.outer_csum);
         let Some(pair) = self.table.pair_mut(idx) else {
             return Verdict::Drop(DropReason::Fragment);
         };
         let x = *pair.xpos(side);
         let vport = x.out_vport;
-        match x.apply_with(frame, parsed, outer_checksum(outer_csum.0, outer_csum.1, vport)) {
+        match x.apply_with(frame, parsed, outer_checksum(offload, default, vport)) {
             Ok(plan) => {
                 pair.touch(side, len, now, 0);
                 self.plan = plan;
@@ -542,6 +563,23 @@ impl Shard {
                 Verdict::Forward { vport }
             }
             Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Asks the owner of the datagram key `fk`, when it is another shard,
+    /// to redirect the datagram's later fragments here. Best effort: with
+    /// the outbox half full (a flood of first fragments) it is skipped, so
+    /// the flow table's own redirects are never held up.
+    fn ask_owner_to_redirect(&mut self, fk: FlowKey, now: u64) {
+        let to = fk.owner(self.cfg.nshards);
+        if to != self.cfg.id && self.outbox.len() < OUTBOX_CAPACITY / 2 {
+            let (key, owner) = (fk, self.cfg.id);
+            self.outbox.push(ShardMsg::InstallFragRedirect {
+                to,
+                key,
+                owner,
+                at_ns: now,
+            });
         }
     }
 

@@ -9,7 +9,7 @@ mod shard_support;
 use shard_support::*;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
-use vfp_core::flow::fragments::FRAGMENT_TIMEOUT_NS;
+use vfp_core::flow::fragments::{frag_key, FRAGMENT_TIMEOUT_NS};
 use vfp_core::shard::{DropReason, ShardMsg, Verdict};
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
@@ -109,12 +109,11 @@ fn later_fragments_without_their_first_are_dropped() {
     // Another datagram of the same flow (another id) has no entry.
     let other = fragments(CLIENT, SERVER, 17, 8, &seg, 1500);
     assert_eq!(run(&mut s, &other[1], VM, 2).0, Verdict::Drop(DropReason::Fragment));
-    // Too late.
+    // In time it follows; too late it does not.
+    assert_eq!(run(&mut s, &frags[1], VM, 3).0, Verdict::Forward { vport: WAN });
     let late = 1 + FRAGMENT_TIMEOUT_NS + 1;
     assert_eq!(run(&mut s, &frags[1], VM, late).0, Verdict::Drop(DropReason::Fragment));
     assert_eq!(s.stats().drop_count(DropReason::Fragment), 3);
-    // In time it follows.
-    assert_eq!(run(&mut s, &frags[1], VM, 3).0, Verdict::Forward { vport: WAN });
 
     // A denied first fragment leaves nothing for its followers.
     let mut s = shard(policy(OUT_TCP_ONLY, 1), &nat, 0, 1);
@@ -137,42 +136,143 @@ proto = "tcp"
 action = "allow"
 "#;
 
-#[test]
-fn on_two_shards_later_fragments_reach_the_shard_of_their_first() {
+/// Two shards, `holder` holding the client's flow: its ports such that
+/// the flow belongs to shard 1.
+fn two_shards(nat: &Arc<NatPorts>) -> ([vfp_core::shard::Shard; 2], u16) {
     let pol = policy(&snat_policy(40000, 40099), 1);
-    let seg = udp_seg(CLIENT, 6000, SERVER, 53, &big_payload(2000), true);
-    let mut both_ways = [false; 2];
-    // Datagram ids whose key belongs to the holder, and to the other one.
-    for id in 1..40u16 {
+    let cport = (6000..)
+        .find(|&p| {
+            let f = fragments(
+                CLIENT,
+                SERVER,
+                17,
+                1,
+                &udp_seg(CLIENT, p, SERVER, 53, &[0; 8], true),
+                1500,
+            );
+            vfp_core::parse::parse(&f[0]).map(|mut k| {
+                k.key.vport = VM;
+                k.key.owner(2)
+            }) == Ok(1)
+        })
+        .unwrap();
+    ([shard(pol.clone(), nat, 0, 2), shard(pol, nat, 1, 2)], cport)
+}
+
+#[test]
+fn on_two_shards_later_fragments_follow_their_first_to_its_flow() {
+    // Every fragment lands on shard 0 (one queue); the flow lives on 1.
+    // No message is delivered in between: the first fragment's hand-off
+    // alone sends the later ones after it.
+    let nat = Arc::new(NatPorts::new());
+    let (mut shards, cport) = two_shards(&nat);
+    let seg = udp_seg(CLIENT, cport, SERVER, 53, &big_payload(4000), true);
+    // A datagram whose own key belongs to shard 0 as well: nothing but
+    // the first fragment's hand-off says where its flow is.
+    let frags = (1u16..)
+        .map(|id| fragments(CLIENT, SERVER, 17, id, &seg, 1500))
+        .find(|f| {
+            let p = parsed_for(&f[1], VM);
+            frag_key(&f[1], &p).map(|(k, _)| k.owner(2)) == Some(0)
+        })
+        .unwrap();
+    assert_eq!(frags.len(), 3);
+    for f in &frags {
+        assert_eq!(run(&mut shards[0], f, VM, 0).0, Verdict::Redirect { owner: 1 });
+    }
+    let out: Vec<Vec<u8>> = frags
+        .iter()
+        .map(|f| {
+            let (v, o) = run_with(&mut shards[1], f, VM, 0, false);
+            assert_eq!(v, Verdict::Forward { vport: WAN });
+            o
+        })
+        .collect();
+    let (src, _, got) = reassemble(&out);
+    assert_eq!(src, PUBLIC);
+    let ip = ipv4(src, SERVER, 17, 64, &got);
+    assert_eq!(be16(&got, 6), l4_csum_v4(&ip, 17, &got, 6));
+}
+
+#[test]
+fn on_two_shards_a_later_fragment_sent_elsewhere_finds_the_holder() {
+    // A NIC spreading fragments by addresses only may send a later one to
+    // a shard that never saw the first: the datagram key's owner, told by
+    // the holder, redirects it there, however long that shard was idle.
+    let t = 100 * SEC;
+    for id in 1..60u16 {
         let nat = Arc::new(NatPorts::new());
-        let mut shards = [shard(pol.clone(), &nat, 0, 2), shard(pol.clone(), &nat, 1, 2)];
+        let (mut shards, cport) = two_shards(&nat);
+        let seg = udp_seg(CLIENT, cport, SERVER, 53, &big_payload(2000), true);
         let frags = fragments(CLIENT, SERVER, 17, id, &seg, 1500);
-        let holder = match run(&mut shards[0], &frags[0], VM, 0).0 {
-            Verdict::Forward { .. } => 0,
-            Verdict::Redirect { owner } => {
-                assert_eq!(
-                    run_with(&mut shards[owner], &frags[0], VM, 0, false).0,
-                    Verdict::Forward { vport: WAN }
-                );
-                owner
-            }
-            v => panic!("{v:?}"),
+        assert_eq!(
+            run_with(&mut shards[1], &frags[0], VM, t, false).0,
+            Verdict::Forward { vport: WAN }
+        );
+        let msgs: Vec<ShardMsg> = shards[1].outbox().drain(..).collect();
+        let Some(m) = msgs
+            .iter()
+            .copied()
+            .find(|m| matches!(m, ShardMsg::InstallFragRedirect { .. }))
+        else {
+            continue; // this datagram's key belongs to the holder itself
         };
-        let msgs: Vec<ShardMsg> = shards[holder].outbox().drain(..).collect();
-        let redirected = msgs.iter().any(|m| matches!(m, ShardMsg::InstallFragRedirect { .. }));
         for m in msgs {
             shards[m.to()].deliver(m);
         }
-        both_ways[usize::from(redirected)] = true;
-        // The later fragment lands on the other shard first.
-        let other = 1 - holder;
-        let v = run(&mut shards[other], &frags[1], VM, 1).0;
-        assert_eq!(v, Verdict::Redirect { owner: holder }, "id {id}");
-        let (v, out) = run_with(&mut shards[holder], &frags[1], VM, 1, false);
-        assert_eq!(v, Verdict::Forward { vport: WAN }, "id {id}");
-        assert_eq!(v4(&out, 26), PUBLIC);
+        assert_eq!(m.to(), 0);
+        let v = run(&mut shards[0], &frags[1], VM, t + 1).0;
+        assert_eq!(v, Verdict::Redirect { owner: 1 }, "id {id}");
+        assert_eq!(
+            run_with(&mut shards[1], &frags[1], VM, t + 1, false).0,
+            Verdict::Forward { vport: WAN }
+        );
+        return;
     }
-    assert_eq!(both_ways, [true, true], "both cases seen");
+    panic!("no datagram key owned by shard 0 among 59 ids");
+}
+
+#[test]
+fn a_pair_slot_taken_by_another_flow_does_not_take_the_fragments() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(&snat_policy(40000, 40099), 1), &nat, 0, 1);
+    let seg = udp_seg(CLIENT, 5353, SERVER, 53, &big_payload(2000), true);
+    let frags = fragments(CLIENT, SERVER, 17, 5, &seg, 1500);
+    assert_eq!(run(&mut s, &frags[0], VM, 0).0, Verdict::Forward { vport: WAN });
+    // The flow goes; another client's flow to the same server takes its
+    // slot (the slab hands out the last freed slot first).
+    assert_eq!(s.flush(), 1);
+    let other = udp_frame(VM_MAC, GW_MAC, (CLIENT, 5354), (SERVER, 53), true);
+    assert_eq!(run(&mut s, &other, VM, 1).0, Verdict::Forward { vport: WAN });
+    assert_eq!(run(&mut s, &frags[1], VM, 2).0, Verdict::Drop(DropReason::Fragment));
+}
+
+#[test]
+fn overlapping_and_oversized_later_fragments_are_dropped() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let seg = tcp_seg(CLIENT, 5000, SERVER, 80, tcp::ACK, &big_payload(2000));
+    let frags = fragments(CLIENT, SERVER, 6, 9, &seg, 1500);
+    let syn = tcp_frame(VM_MAC, GW_MAC, (CLIENT, 5000), (SERVER, 80), tcp::SYN);
+    assert_eq!(run(&mut s, &syn, VM, 0).0, Verdict::Forward { vport: WAN });
+    assert_eq!(run(&mut s, &frags[0], VM, 0).0, Verdict::Forward { vport: WAN });
+    // RFC 1858: offset 8 would rewrite the TCP flags and window.
+    let mut overlap = fragments(CLIENT, SERVER, 6, 9, &seg[8..40], 1500).remove(0);
+    overlap[20..22].copy_from_slice(&1u16.to_be_bytes());
+    fix_ip_csum(&mut overlap);
+    assert_eq!(run(&mut s, &overlap, VM, 1).0, Verdict::Drop(DropReason::Fragment));
+    // Ending past 65,535 bytes.
+    let mut huge = frags[1].clone();
+    huge[20..22].copy_from_slice(&0x1fffu16.to_be_bytes());
+    fix_ip_csum(&mut huge);
+    assert_eq!(run(&mut s, &huge, VM, 1).0, Verdict::Drop(DropReason::Fragment));
+    assert_eq!(run(&mut s, &frags[1], VM, 1).0, Verdict::Forward { vport: WAN });
+}
+
+fn fix_ip_csum(f: &mut [u8]) {
+    f[24..26].copy_from_slice(&[0, 0]);
+    let c = csum(&f[14..34]);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
 }
 
 const OUT_ONLY: &str = r#"
@@ -286,4 +386,38 @@ fn later_fragments_are_encapsulated_like_their_first() {
     assert_ne!(src, VM_IP, "SNAT'd");
     let ip = ipv4(src, dst, 17, 64, &got);
     assert_eq!(be16(&got, 6), l4_csum_v4(&ip, 17, &got, 6), "reassembled UDP checksum");
+}
+
+#[test]
+fn ipv6_options_after_the_fragment_header_do_not_split_the_datagram() {
+    // First fragment: fragment header -> destination options -> UDP;
+    // later fragment: fragment header, then bytes. Both name options (60)
+    // as the fragment header's next header.
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let frag6 = |offset: u16, more: bool, body: &[u8]| -> Vec<u8> {
+        let mut ip = vec![0x60, 0, 0, 0];
+        ip.extend_from_slice(&((8 + body.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&[44, 64]);
+        ip.extend_from_slice(&V6_A);
+        ip.extend_from_slice(&V6_B);
+        ip.extend_from_slice(&[60, 0]);
+        ip.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+        ip.extend_from_slice(&0x0102_0304u32.to_be_bytes());
+        ip.extend_from_slice(body);
+        eth(GW_MAC, VM_MAC, 0x86dd, &ip)
+    };
+    let mut first = vec![17, 0, 1, 4, 0, 0, 0, 0]; // options: PadN
+    first.extend_from_slice(&[0x13, 0x88, 0, 53, 0x05, 0x00, 0, 0]); // UDP header
+    first.extend_from_slice(&[0xab; 32]);
+    let later = vec![0xcd; 64];
+    assert_eq!(
+        run(&mut s, &frag6(0, true, &first), VM, 0).0,
+        Verdict::Forward { vport: WAN }
+    );
+    assert_eq!(
+        run(&mut s, &frag6(48, false, &later), VM, 0).0,
+        Verdict::Forward { vport: WAN }
+    );
+    assert_eq!(s.stats().fragments_forwarded.get(), 1);
 }

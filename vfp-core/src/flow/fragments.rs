@@ -1,20 +1,28 @@
 //! Which flow the later fragments of a datagram belong to.
 //!
 //! Only a datagram's first fragment carries the L4 header, so only it can
-//! be looked up by its flow key. The shard that forwards a first fragment
+//! be looked up by its flow key. A shard that forwards a first fragment
 //! remembers, under the datagram's [`frag_key`] (addresses, protocol, IP
-//! identification, arrival vport and VNI), the pair side that took it;
-//! the later fragments, which carry the same identification, take the
-//! same side (its address rewrites, MACs and encapsulation; their bytes
-//! hold no L4 header to rewrite). Nothing is reassembled or buffered: a
-//! later fragment that arrives before its first, or after the entry is
-//! gone, is dropped (counted as `fragment`).
+//! identification, arrival vport and VNI), the pair side that took it
+//! (with that side's key, so a pair slot reused by another flow is never
+//! taken for it), and where the first fragment's bytes end; a shard that
+//! hands a first fragment to the lcore holding its flow remembers that
+//! lcore. The later fragments, which carry the same identification, take
+//! the same side (its address rewrites, MACs and encapsulation; their
+//! bytes hold no L4 header to rewrite) or follow the first fragment to
+//! that lcore (hand-offs between two lcores keep their order). Nothing is
+//! reassembled or buffered. A later fragment is dropped (counted as
+//! `fragment`) when its first was not forwarded, came too long ago or had
+//! its entry replaced, or when it overlaps the first fragment's bytes
+//! (RFC 1858: it could rewrite the L4 header the flow was matched on) or
+//! would end past 65,535 bytes.
 //!
 //! The table is direct-mapped and fixed-size: a new datagram's entry
 //! replaces whatever shared its slot, and entries last
-//! [`FRAGMENT_TIMEOUT_NS`]. When the key's owner ([`FlowKey::owner`]) is
-//! another shard, the holder also has a redirect installed there, so a
-//! later fragment that lands on any shard finds its way to the holder.
+//! [`FRAGMENT_TIMEOUT_NS`]. When the datagram key's owner
+//! ([`FlowKey::owner`]) is another shard, the holder also asks it (best
+//! effort) to redirect the datagram, for later fragments that a NIC's RSS
+//! sent elsewhere than the first.
 
 use crate::flow::key::FlowKey;
 use crate::flow::pair::Side;
@@ -26,13 +34,22 @@ pub const FRAGMENT_ENTRIES: usize = 1024;
 /// How long after its first fragment a datagram's later fragments are
 /// still recognised.
 pub const FRAGMENT_TIMEOUT_NS: u64 = 5_000_000_000;
+/// Largest IP datagram: no fragment may end past it.
+const MAX_DATAGRAM: u32 = 65_535;
 
 /// Where a datagram's later fragments go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FragTarget {
-    /// This shard's pair `idx`, side `side`.
-    Pair(u32, Side),
-    /// The shard holding the pair.
+    /// This shard's pair `idx`, side `side`, whose key was `key` when the
+    /// first fragment took it; later fragments must not start before
+    /// byte `first_end` of the datagram.
+    Pair {
+        idx: u32,
+        side: Side,
+        key: FlowKey,
+        first_end: u32,
+    },
+    /// The shard holding the pair (or on the way to it).
     Shard(usize),
 }
 
@@ -71,13 +88,13 @@ impl FragTable {
         key.table_hash() as usize % self.slots.len()
     }
 
-    /// Remembers where the datagram `key` goes, from `now_ns` on.
-    pub fn insert(&mut self, key: FlowKey, target: FragTarget, now_ns: u64) {
+    /// Remembers where the datagram `key` goes, from `at_ns` on.
+    pub fn insert(&mut self, key: FlowKey, target: FragTarget, at_ns: u64) {
         let i = self.slot(&key);
         self.slots[i] = Some(Entry {
             key,
             target,
-            until_ns: now_ns.saturating_add(FRAGMENT_TIMEOUT_NS),
+            until_ns: at_ns.saturating_add(FRAGMENT_TIMEOUT_NS),
         });
     }
 
@@ -88,38 +105,72 @@ impl FragTable {
     }
 }
 
-/// The key of the datagram a fragment belongs to: the fragment's
-/// addresses, protocol, arrival vport, direction and VNI, with the IP
-/// identification in place of the ports. None for a packet that is not a
-/// fragment (or whose headers cannot be read again).
-pub fn frag_key(data: &[u8], p: &Parsed) -> Option<FlowKey> {
+/// Where a fragment's bytes sit in its datagram: (offset, end), in
+/// bytes of the fragmentable part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub offset: u32,
+    pub end: u32,
+}
+
+impl Span {
+    /// Whether the fragment ends within an IP datagram's size.
+    pub fn fits(&self) -> bool {
+        self.end <= MAX_DATAGRAM
+    }
+}
+
+/// The key of the datagram a fragment belongs to, and where the
+/// fragment's bytes sit in it: the fragment's addresses, protocol (IPv6:
+/// the fragment header's next header, the same in every fragment),
+/// arrival vport, direction and VNI, with the IP identification in place
+/// of the ports. None for a packet that is not a fragment (or whose
+/// headers cannot be read again).
+pub fn frag_key(data: &[u8], p: &Parsed) -> Option<(FlowKey, Span)> {
     if p.fragment == Fragment::None {
         return None;
     }
     let l3 = usize::from(p.l3_off);
-    let ident = match p.l3 {
-        L3::Ipv4 => u32::from(u16::from_be_bytes(data.get(l3 + 4..l3 + 6)?.try_into().ok()?)),
+    let field = |at: usize| -> Option<u16> { Some(u16::from_be_bytes(data.get(at..at + 2)?.try_into().ok()?)) };
+    let (ident, proto, span) = match p.l3 {
+        L3::Ipv4 => {
+            let ihl = u32::from(*data.get(l3)? & 0x0f) * 4;
+            let total = u32::from(field(l3 + 2)?);
+            let offset = u32::from(field(l3 + 6)? & 0x1fff) * 8;
+            let span = Span {
+                offset,
+                end: offset + total.saturating_sub(ihl),
+            };
+            (u32::from(field(l3 + 4)?), p.key.proto, span)
+        }
         L3::Ipv6 => {
             let next = *data.get(l3 + 6)?;
+            let payload = u32::from(field(l3 + 4)?);
             let rest = data.get(l3 + ipv6::HEADER_LEN..)?;
-            ipv6::walk_ext_headers(rest, next, crate::parse::MAX_IPV6_EXT_HEADERS)
+            let f = ipv6::walk_ext_headers(rest, next, crate::parse::MAX_IPV6_EXT_HEADERS)
                 .ok()?
-                .fragment?
-                .ident
+                .fragment?;
+            let offset = u32::from(f.offset);
+            let span = Span {
+                offset,
+                end: offset + payload.saturating_sub(f.data_off as u32),
+            };
+            (f.ident, f.next, span)
         }
         L3::Arp | L3::Other => return None,
     };
     let k = &p.key;
-    Some(FlowKey {
+    let key = FlowKey {
         src: k.src,
         dst: k.dst,
         vni: k.vni,
         src_port: (ident >> 16) as u16,
         dst_port: ident as u16,
         vport: k.vport,
-        proto: k.proto,
+        proto,
         dir: k.dir,
-    })
+    };
+    Some((key, span))
 }
 
 #[cfg(test)]
@@ -140,19 +191,15 @@ mod tests {
     #[test]
     fn entries_expire_and_newer_datagrams_replace_older_ones() {
         let mut t = FragTable::new();
-        t.insert(key(1), FragTarget::Pair(7, Side::Forward), 0);
-        assert_eq!(
-            t.find(&key(1), FRAGMENT_TIMEOUT_NS),
-            Some(FragTarget::Pair(7, Side::Forward))
-        );
+        t.insert(key(1), FragTarget::Shard(3), 0);
+        assert_eq!(t.find(&key(1), FRAGMENT_TIMEOUT_NS), Some(FragTarget::Shard(3)));
         assert_eq!(t.find(&key(1), FRAGMENT_TIMEOUT_NS + 1), None);
         assert_eq!(t.find(&key(2), 0), None);
-        // Fill the table: the first entry is replaced by a colliding one.
+        // 64 Ki datagrams in 1,024 slots: each slot keeps its newest.
         for id in 2..=u16::MAX {
             t.insert(key(id), FragTarget::Shard(1), 10);
         }
-        let found = (1..=u16::MAX).filter(|&id| t.find(&key(id), 10).is_some()).count();
-        assert!(found <= FRAGMENT_ENTRIES, "{found}");
+        assert_eq!(t.find(&key(1), 10), None, "replaced");
         assert_eq!(t.find(&key(u16::MAX), 10), Some(FragTarget::Shard(1)));
     }
 }

@@ -20,9 +20,15 @@ pub enum ShardMsg {
     /// Shard `to`: forget the redirect of `key` to `owner`.
     RemoveRedirect { to: usize, key: FlowKey, owner: usize },
     /// Shard `to`: send the later fragments of the datagram `key` (a
-    /// [`crate::flow::fragments::frag_key`]) to shard `owner`. Such
-    /// entries expire by themselves.
-    InstallFragRedirect { to: usize, key: FlowKey, owner: usize },
+    /// [`crate::flow::fragments::frag_key`]) to shard `owner`. The entry
+    /// expires by itself, counted from `at_ns` (the sender's clock: the
+    /// receiver's may not have moved for a while).
+    InstallFragRedirect {
+        to: usize,
+        key: FlowKey,
+        owner: usize,
+        at_ns: u64,
+    },
 }
 
 impl ShardMsg {

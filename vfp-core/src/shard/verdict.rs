@@ -63,9 +63,11 @@ drop_reasons! {
     TableFull => "table-full",
     /// No free SNAT port in the pool (or no pool address registered).
     NatExhausted => "nat-exhausted",
-    /// A non-first IP fragment whose datagram's first fragment was not
-    /// forwarded (first), or not by this flow table (nothing is
-    /// reassembled: later fragments follow their first fragment's flow).
+    /// A non-first IP fragment that cannot follow its datagram's first
+    /// fragment (nothing is reassembled): the first was not forwarded,
+    /// came more than 5 s before or had its entry replaced, its flow is
+    /// gone, or the fragment overlaps the first one's bytes or ends past
+    /// 65,535 bytes.
     Fragment => "fragment",
     /// TTL / hop limit would reach zero.
     TtlExpired => "ttl-expired",

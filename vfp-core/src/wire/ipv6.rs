@@ -252,6 +252,12 @@ pub struct FragInfo {
     pub offset: u16,
     pub more: bool,
     pub ident: u32,
+    /// The fragment header's next-header (the same in every fragment of
+    /// a datagram, whatever follows it in the first).
+    pub next: u8,
+    /// Offset of the fragmentable part (after the fragment header)
+    /// within the IPv6 payload.
+    pub data_off: usize,
 }
 
 /// Result of [`walk_ext_headers`].
@@ -302,6 +308,8 @@ pub fn walk_ext_headers(payload: &[u8], first: u8, max: usize) -> Result<ExtChai
                     offset: h.frag_offset(),
                     more: h.more_frags(),
                     ident: h.ident(),
+                    next: h.next_header(),
+                    data_off: chain.l4_off,
                 });
                 if h.frag_offset() != 0 {
                     return Ok(chain);
@@ -382,6 +390,8 @@ mod tests {
             offset: 0,
             more: true,
             ident: 0xdead_beef,
+            next: next_header::UDP,
+            data_off: 32,
         };
         assert_eq!(c.fragment, Some(frag));
         assert_eq!(
