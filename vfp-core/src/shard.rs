@@ -531,21 +531,13 @@ impl Shard {
         // The pair must still be the one the first fragment took (its
         // slot may hold another flow now), before and after a reload's
         // reconciliation (which may rekey the side).
-        let holds = |t: &FlowTable| t.pair(idx).is_some_and(|p| *p.key(side) == key);
-        if !holds(&self.table) {
+        if !self.table.pair(idx).is_some_and(|p| *p.key(side) == key) {
             return Verdict::Drop(DropReason::Fragment);
         }
-        if self
-            .table
-            .pair(idx)
-            .is_some_and(|p| p.generation != self.policy.generation)
-        {
-            if let Err(r) = self.reconcile(idx) {
-                return Verdict::Drop(r);
-            }
-            if !holds(&self.table) {
-                return Verdict::Drop(DropReason::Fragment);
-            }
+        match self.still_holds(idx, side, &key) {
+            Ok(true) => {}
+            Ok(false) => return Verdict::Drop(DropReason::Fragment),
+            Err(r) => return Verdict::Drop(r),
         }
         let len = frame.len();
         let (offload, default) = (self.offload_vports, self.outer_csum);
@@ -564,6 +556,22 @@ impl Shard {
             }
             Err(r) => Verdict::Drop(r),
         }
+    }
+
+    /// For a packet that found side `side` of pair `idx` other than by
+    /// its own key (an ICMP error's quote, a fragment's datagram), where
+    /// the side had `key`: reconciles the pair if it was compiled under
+    /// an older policy generation; true while the side still has `key`
+    /// (reconciling may rekey it, or remove the pair).
+    fn still_holds(&mut self, idx: u32, side: Side, key: &FlowKey) -> Result<bool, DropReason> {
+        if self
+            .table
+            .pair(idx)
+            .is_some_and(|p| p.generation != self.policy.generation)
+        {
+            self.reconcile(idx)?;
+        }
+        Ok(self.table.pair(idx).is_some_and(|p| p.key(side) == key))
     }
 
     /// Asks the owner of the datagram key `fk`, when it is another shard,
@@ -609,18 +617,11 @@ impl Shard {
                 return Verdict::Drop(DropReason::NoFlow);
             }
         };
-        if self
-            .table
-            .pair(idx)
-            .is_some_and(|p| p.generation != self.policy.generation)
-        {
-            if let Err(r) = self.reconcile(idx) {
-                return Verdict::Drop(r);
-            }
-            // Rekeyed by the new policy: the quote names a flow that is gone.
-            if self.table.pair(idx).is_some_and(|p| *p.key(side) != key) {
-                return Verdict::Drop(DropReason::NoFlow);
-            }
+        // Rekeyed by a new policy: the quote names a flow that is gone.
+        match self.still_holds(idx, side, &key) {
+            Ok(true) => {}
+            Ok(false) => return Verdict::Drop(DropReason::NoFlow),
+            Err(r) => return Verdict::Drop(r),
         }
         let Some(x) = self.table.pair(idx).map(|p| *p.xpos(side)) else {
             return Verdict::Drop(DropReason::NoFlow);

@@ -116,25 +116,11 @@ fn later_fragments_without_their_first_are_dropped() {
     assert_eq!(s.stats().drop_count(DropReason::Fragment), 3);
 
     // A denied first fragment leaves nothing for its followers.
-    let mut s = shard(policy(OUT_TCP_ONLY, 1), &nat, 0, 1);
+    let tcp_only = OUT_ONLY.replace("action = ", "proto = \"tcp\"\naction = ");
+    let mut s = shard(policy(&tcp_only, 1), &nat, 0, 1);
     assert_eq!(run(&mut s, &frags[0], VM, 0).0, Verdict::Drop(DropReason::PolicyDeny));
     assert_eq!(run(&mut s, &frags[1], VM, 1).0, Verdict::Drop(DropReason::Fragment));
 }
-
-const OUT_TCP_ONLY: &str = r#"
-[[layers]]
-name = "acl"
-default = "deny"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-proto = "tcp"
-action = "allow"
-"#;
 
 /// Two shards, `holder` holding the client's flow: its ports such that
 /// the flow belongs to shard 1.
@@ -274,20 +260,6 @@ fn fix_ip_csum(f: &mut [u8]) {
     let c = csum(&f[14..34]);
     f[24..26].copy_from_slice(&c.to_be_bytes());
 }
-
-const OUT_ONLY: &str = r#"
-[[layers]]
-name = "acl"
-default = "deny"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-action = "allow"
-"#;
 
 const V6_A: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const V6_B: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];

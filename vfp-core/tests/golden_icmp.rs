@@ -307,20 +307,6 @@ fn on_two_shards_an_error_reaches_the_shard_holding_its_flow() {
     }
 }
 
-const OUT_ONLY: &str = r#"
-[[layers]]
-name = "acl"
-default = "deny"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-action = "allow"
-"#;
-
 const V6_CLIENT: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 const V6_SERVER: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
 const V6_ROUTER: [u8; 16] = [0x20, 0x01, 0x0d, 0xb8, 0, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfe];

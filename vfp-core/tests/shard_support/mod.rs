@@ -62,6 +62,22 @@ snat = {{ addrs = ["203.0.113.10"], ports = "{lo}-{hi}" }}
     )
 }
 
+/// A stateful ACL: the VM may open any connection, nothing comes in
+/// but what belongs to one.
+pub const OUT_ONLY: &str = r#"
+[[layers]]
+name = "acl"
+default = "deny"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "out"
+action = "allow"
+"#;
+
 pub fn allow_all() -> Arc<Policy> {
     Arc::new(Policy::allow_all(&vports()))
 }
