@@ -9,7 +9,6 @@ mod shard_support;
 use shard_support::*;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
-use vfp_core::flow::key::{proto, v4_mapped, FlowKey, NO_VNI};
 use vfp_core::shard::{DropReason, Shard, ShardMsg, Verdict};
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
@@ -259,26 +258,16 @@ dnat = { backends = ["10.0.0.5:8080"] }
     assert_eq!(s.stats().icmp_related.get(), 2);
 }
 
-fn key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
-    FlowKey {
-        src: v4_mapped(src),
-        dst: v4_mapped(dst),
-        src_port: sp,
-        dst_port: dp,
-        proto: proto::TCP,
-        vni: NO_VNI,
-        ..FlowKey::default()
-    }
-}
-
 #[test]
 fn on_two_shards_an_error_reaches_the_shard_holding_its_flow() {
     // The client's connection lives on shard 0. Its reply key belongs to
     // shard 1 (a redirect there) for one NAT port, to shard 0 for another.
-    let cport = (1000..).find(|&p| key(CLIENT, p, SERVER, 80).owner(2) == 0).unwrap();
+    let cport = (1000..)
+        .find(|&p| tcp_key(CLIENT, p, SERVER, 80).owner(2) == 0)
+        .unwrap();
     for reply_owner in [1, 0] {
         let nport = (20000..)
-            .find(|&p| key(SERVER, 80, PUBLIC, p).owner(2) == reply_owner)
+            .find(|&p| tcp_key(SERVER, 80, PUBLIC, p).owner(2) == reply_owner)
             .unwrap();
         let nat = Arc::new(NatPorts::new());
         let pol = policy(&snat_policy(nport, nport), 1);

@@ -7,24 +7,12 @@ mod shard_support;
 use shard_support::*;
 use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
-use vfp_core::flow::key::{proto, v4_mapped, Direction, FlowKey, NO_VNI};
+use vfp_core::flow::key::{proto, Direction, FlowKey, NO_VNI};
 use vfp_core::shard::{DropReason, Shard, ShardMsg, Verdict};
 
 const C: [u8; 4] = [10, 0, 0, 1];
 const S: [u8; 4] = [198, 51, 100, 7];
 const PUB: [u8; 4] = [203, 0, 113, 10];
-
-fn key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
-    FlowKey {
-        src: v4_mapped(src),
-        dst: v4_mapped(dst),
-        src_port: sp,
-        dst_port: dp,
-        proto: proto::TCP,
-        vni: NO_VNI,
-        ..FlowKey::default()
-    }
-}
 
 /// Delivers every message in `from`'s outbox to its target.
 fn deliver_all(shards: &mut [Shard], from: usize) -> Vec<ShardMsg> {
@@ -39,8 +27,8 @@ fn deliver_all(shards: &mut [Shard], from: usize) -> Vec<ShardMsg> {
 fn nat_moved_reply_is_redirected_to_the_owner() {
     // A client port owned by shard 0 and a single NAT port whose reply
     // key hashes to shard 1, so a redirect is unavoidable.
-    let cport = (1000..).find(|&p| key(C, p, S, 80).owner(2) == 0).unwrap();
-    let nport = (20000..).find(|&p| key(S, 80, PUB, p).owner(2) == 1).unwrap();
+    let cport = (1000..).find(|&p| tcp_key(C, p, S, 80).owner(2) == 0).unwrap();
+    let nport = (20000..).find(|&p| tcp_key(S, 80, PUB, p).owner(2) == 1).unwrap();
     let nat = Arc::new(NatPorts::new());
     let pol = policy(&snat_policy(nport, nport), 1);
     let mut shards = vec![shard(pol.clone(), &nat, 0, 2), shard(pol, &nat, 1, 2)];
@@ -86,7 +74,7 @@ fn snat_prefers_ports_whose_replies_stay_on_the_shard() {
     let mut shards = vec![shard(pol.clone(), &nat, 0, 2), shard(pol, &nat, 1, 2)];
     let mut per_shard = [0; 2];
     for cport in 1000..1200u16 {
-        let owner = key(C, cport, S, 443).owner(2);
+        let owner = tcp_key(C, cport, S, 443).owner(2);
         let syn = tcp_frame(VM_MAC, GW_MAC, (C, cport), (S, 443), tcp::SYN);
         let (v, out) = run(&mut shards[owner], &syn, VM, 0);
         assert_eq!(v, Verdict::Forward { vport: WAN });
@@ -94,7 +82,7 @@ fn snat_prefers_ports_whose_replies_stay_on_the_shard() {
         let reply = FlowKey {
             vport: WAN,
             dir: Direction::Inbound,
-            ..key(S, 443, PUB, nport)
+            ..tcp_key(S, 443, PUB, nport)
         };
         assert_eq!(reply.owner(2), owner, "port {nport} keeps the reply on shard {owner}");
         per_shard[owner] += 1;
@@ -132,7 +120,7 @@ encap = { vni = 9, outer_src_ip = "192.0.2.1", outer_dst_ip = "192.0.2.2", outer
     let udp_key = |p: u16, vni: u32| FlowKey {
         proto: proto::UDP,
         vni,
-        ..key(C, p, S, 53)
+        ..tcp_key(C, p, S, 53)
     };
     // A flow owned by shard 0 whose reply (in VNI 9) is owned by shard 1.
     let cport = (1000..)

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use vfp_core::action::nat::NatPorts;
+use vfp_core::flow::key::{proto, v4_mapped, FlowKey, NO_VNI};
 use vfp_core::frame::Frame;
 use vfp_core::parse::{parse, Parsed};
 use vfp_core::policy::{load_str, Policy};
@@ -77,6 +78,20 @@ priority = 1
 direction = "out"
 action = "allow"
 "#;
+
+/// The key of a TCP packet from `src:sp` to `dst:dp` (vport, direction
+/// at their defaults): enough for an owner hash.
+pub fn tcp_key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
+    FlowKey {
+        src: v4_mapped(src),
+        dst: v4_mapped(dst),
+        src_port: sp,
+        dst_port: dp,
+        proto: proto::TCP,
+        vni: NO_VNI,
+        ..FlowKey::default()
+    }
+}
 
 pub fn allow_all() -> Arc<Policy> {
     Arc::new(Policy::allow_all(&vports()))
