@@ -187,8 +187,20 @@ fn tcp_through_snat_two_workers_two_queues() {
 /// path MTU; otherwise the connection stalls and the transfer times out.
 #[test]
 fn path_mtu_discovery_through_snat() {
+    path_mtu_discovery("t5m", "0", 1);
+}
+
+/// The same with two workers and two af_packet queues: the router's
+/// errors land on either worker and are handed to the one holding the
+/// connection (its reply key, which the error's quote gives, may belong
+/// to the other).
+#[test]
+fn path_mtu_discovery_through_snat_two_workers_two_queues() {
+    path_mtu_discovery("t5n", "0-1", 2);
+}
+
+fn path_mtu_discovery(tag: &str, lcores: &str, qpairs: u16) {
     const C_IP: &str = "192.0.2.7";
-    let tag = "t5m";
     let topo = Pair::new(tag, false);
     let pid = std::process::id();
     let c = Netns::new(&format!("vfpt-{tag}-c-{pid}"));
@@ -209,10 +221,13 @@ fn path_mtu_discovery_through_snat() {
     let policy = d.path("policy.toml");
     std::fs::write(&policy, TCP_POLICY).unwrap();
     let sock = d.path("ctl.sock");
-    let mut eal = eal_base(tag, "0");
-    eal.extend(topo.vdevs(1));
+    let mut eal = eal_base(tag, lcores);
+    eal.extend(topo.vdevs(qpairs));
     let mut args = topo.vports();
     args.extend(strings(&["--policy", &policy]));
+    if qpairs > 1 {
+        args.extend(strings(&["--queues", &qpairs.to_string()]));
+    }
     let app = App::start(&eal, &args, &sock, START);
 
     let mut server = c.tcp_stream("server", &["server", "--bind", C_IP, "--port", "5001"]);
@@ -255,7 +270,18 @@ fn path_mtu_discovery_through_snat() {
 /// would get one datagram larger than its ring frames instead.
 #[test]
 fn udp_datagrams_larger_than_the_mtu_cross_snat_both_ways() {
-    let tag = "t5u";
+    udp_datagrams_larger_than_the_mtu("t5u", "0");
+}
+
+/// The same with two workers: the taps have one queue, so worker 0
+/// receives every fragment and hands each datagram's fragments, in
+/// order, to the worker holding its flow.
+#[test]
+fn udp_datagrams_larger_than_the_mtu_on_two_workers() {
+    udp_datagrams_larger_than_the_mtu("t5v", "0-1");
+}
+
+fn udp_datagrams_larger_than_the_mtu(tag: &str, lcores: &str) {
     let topo = Pair::new(tag, true);
     let d = Scratch::new(tag);
     let policy = d.path("policy.toml");
@@ -264,7 +290,7 @@ fn udp_datagrams_larger_than_the_mtu_cross_snat_both_ways() {
     assert_ne!(text, TCP_POLICY);
     std::fs::write(&policy, text).unwrap();
     let sock = d.path("ctl.sock");
-    let mut eal = eal_base(tag, "0");
+    let mut eal = eal_base(tag, lcores);
     eal.extend(topo.vdevs(1));
     let mut args = topo.vports();
     args.extend(strings(&["--policy", &policy]));
@@ -280,9 +306,26 @@ fn udp_datagrams_larger_than_the_mtu_cross_snat_both_ways() {
         .ns
         .tcp_stream("udp echo", &["udp-echo", "--bind", B_IP, "--port", "5353"]);
     echo.wait_event(START, |e| e["event"] == "listening");
+    // With two workers, a source port whose flow the second one owns:
+    // worker 0 (the taps' only queue) must hand every fragment over.
+    let workers = if lcores.contains('-') { 2 } else { 1 };
+    let sport = (30000u16..)
+        .find(|&p| udp_key(A_IP, p, B_IP, 5353).owner(workers) == workers - 1)
+        .unwrap()
+        .to_string();
     let mut send = topo.a.ns.tcp_stream(
         "udp send",
-        &["udp-send", "--connect", B_IP, "--port", "5353", "--bytes", "4000"],
+        &[
+            "udp-send",
+            "--connect",
+            B_IP,
+            "--port",
+            "5353",
+            "--bytes",
+            "4000",
+            "--sport",
+            &sport,
+        ],
     );
     let done = send.wait_success(XFER);
     assert_eq!(done["bytes"].as_u64(), Some(4000), "{done}");
@@ -300,6 +343,25 @@ fn udp_datagrams_larger_than_the_mtu_cross_snat_both_ways() {
     let followed = st.0["engine"]["fragments-forwarded"].as_u64().unwrap_or(0);
     assert!(followed >= 4, "fragments-forwarded {followed}: {:#}", st.0);
     assert_eq!(st.drop_count("fragment"), 0, "{:#}", st.0);
+    if workers > 1 {
+        let handed = st.0["engine"]["redirects-out"].as_u64().unwrap_or(0);
+        assert!(handed >= 3, "fragments handed to worker 1: {handed}: {:#}", st.0);
+    }
     let o = app.stop(Duration::from_secs(30));
     assert_eq!(o.code(), 0, "{}", o.all());
+}
+
+/// The flow key of a UDP packet from `src:sp` to `dst:dp` (for its owner).
+fn udp_key(src: &str, sp: u16, dst: &str, dp: u16) -> vfp_core::flow::key::FlowKey {
+    use vfp_core::flow::key::{v4_mapped, FlowKey, NO_VNI};
+    let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    FlowKey {
+        src: ip(src),
+        dst: ip(dst),
+        src_port: sp,
+        dst_port: dp,
+        proto: 17,
+        vni: NO_VNI,
+        ..FlowKey::default()
+    }
 }

@@ -8,7 +8,7 @@ tests (run inside a network namespace with `ip netns exec`).
   tcp_stream.py probe  --connect IP --port P [--timeout S]
   tcp_stream.py announce --iface DEV --ip IP     one gratuitous ARP from DEV
   tcp_stream.py udp-echo --bind IP --port P [--timeout S]
-  tcp_stream.py udp-send --connect IP --port P --bytes N [--timeout S]
+  tcp_stream.py udp-send --connect IP --port P --bytes N [--sport P] [--timeout S]
 
 Every mode prints JSON lines on stdout, flushed at once, so a test can
 follow it while it runs:
@@ -217,6 +217,8 @@ def udp_send(a):
         fail(ValueError("--bytes over %d" % CHUNK))
     digest = hashlib.sha256(data).hexdigest()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if a.sport:
+        s.bind(("", a.sport))
     s.connect((a.connect, a.port))
     s.settimeout(1.0)
     deadline = time.monotonic() + a.timeout
@@ -269,6 +271,7 @@ def main():
     us.add_argument("--port", type=int, required=True)
     us.add_argument("--bytes", type=int, required=True)
     us.add_argument("--seed", type=int, default=1)
+    us.add_argument("--sport", type=int, default=0)
     us.add_argument("--timeout", type=float, default=30)
     a = p.parse_args()
     {"server": server, "client": client, "probe": probe, "announce": announce,
