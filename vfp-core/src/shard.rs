@@ -204,7 +204,7 @@ impl Shard {
                 self.table.remove_redirect(&key, owner);
             }
             ShardMsg::InstallFragRedirect { key, owner, at_ns, .. } => {
-                self.frags.insert(key, FragTarget::Shard(owner), at_ns);
+                self.note_fragment(key, FragTarget::Shard(owner), at_ns);
             }
         }
     }
@@ -498,11 +498,11 @@ impl Shard {
                             key: parsed.key,
                             first_end: span.end,
                         };
-                        self.frags.insert(fk, target, now);
+                        self.note_fragment(fk, target, now);
                         self.ask_owner_to_redirect(fk, now);
                     }
                 }
-                Verdict::Redirect { owner } => self.frags.insert(fk, FragTarget::Shard(owner), now),
+                Verdict::Redirect { owner } => self.note_fragment(fk, FragTarget::Shard(owner), now),
                 Verdict::Drop(_) => {}
             }
             return v;
@@ -555,6 +555,14 @@ impl Shard {
                 Verdict::Forward { vport }
             }
             Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Remembers where a datagram's later fragments go, counting the
+    /// live entry of another datagram this replaces.
+    fn note_fragment(&mut self, fk: FlowKey, target: FragTarget, at_ns: u64) {
+        if self.frags.insert(fk, target, at_ns) {
+            self.stats.fragments_evicted.inc();
         }
     }
 

@@ -393,3 +393,27 @@ fn ipv6_options_after_the_fragment_header_do_not_split_the_datagram() {
     );
     assert_eq!(s.stats().fragments_forwarded.get(), 1);
 }
+
+#[test]
+fn datagrams_pushed_out_of_the_table_are_counted() {
+    // 2,000 datagrams in flight at once, in a table of 1,024 entries: each
+    // whose entry a newer one replaced loses its later fragment, and is
+    // counted as evicted, one for one.
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(allow_all(), &nat, 0, 1);
+    let seg = udp_seg(CLIENT, 5353, SERVER, 53, &big_payload(2000), true);
+    let all: Vec<Vec<Vec<u8>>> = (1..=2000u16)
+        .map(|id| fragments(CLIENT, SERVER, 17, id, &seg, 1500))
+        .collect();
+    for f in &all {
+        assert_eq!(run(&mut s, &f[0], VM, 0).0, Verdict::Forward { vport: WAN });
+    }
+    let evicted = s.stats().fragments_evicted.get();
+    assert!(evicted >= 2000 - 1024, "{evicted}");
+    let dropped = all
+        .iter()
+        .filter(|f| run(&mut s, &f[1], VM, 1).0 == Verdict::Drop(DropReason::Fragment))
+        .count() as u64;
+    assert_eq!(dropped, evicted);
+    assert_eq!(s.stats().fragments_forwarded.get(), 2000 - evicted);
+}

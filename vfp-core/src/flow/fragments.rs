@@ -88,14 +88,20 @@ impl FragTable {
         key.table_hash() as usize % self.slots.len()
     }
 
-    /// Remembers where the datagram `key` goes, from `at_ns` on.
-    pub fn insert(&mut self, key: FlowKey, target: FragTarget, at_ns: u64) {
+    /// Remembers where the datagram `key` goes, from `at_ns` on. Returns
+    /// true when that replaced the live entry of another datagram (whose
+    /// later fragments will be dropped).
+    pub fn insert(&mut self, key: FlowKey, target: FragTarget, at_ns: u64) -> bool {
         let i = self.slot(&key);
+        let evicted = self.slots[i]
+            .as_ref()
+            .is_some_and(|e| e.key != key && at_ns <= e.until_ns);
         self.slots[i] = Some(Entry {
             key,
             target,
             until_ns: at_ns.saturating_add(FRAGMENT_TIMEOUT_NS),
         });
+        evicted
     }
 
     /// Where the datagram `key` goes, if its entry is still there.
@@ -201,5 +207,13 @@ mod tests {
         }
         assert_eq!(t.find(&key(1), 10), None, "replaced");
         assert_eq!(t.find(&key(u16::MAX), 10), Some(FragTarget::Shard(1)));
+        // Replacing a live entry of another datagram is reported, an
+        // expired one or the same datagram's is not.
+        let mut t = FragTable::new();
+        assert!(!t.insert(key(1), FragTarget::Shard(1), 0));
+        assert!(!t.insert(key(1), FragTarget::Shard(2), 1));
+        let other = (2..=u16::MAX).find(|&id| t.slot(&key(id)) == t.slot(&key(1))).unwrap();
+        assert!(t.insert(key(other), FragTarget::Shard(1), 2));
+        assert!(!t.insert(key(1), FragTarget::Shard(1), 3 + FRAGMENT_TIMEOUT_NS));
     }
 }

@@ -42,6 +42,10 @@ pub struct ShardStats {
     /// Later fragments forwarded through the pair side their datagram's
     /// first fragment took (also counted as `forwarded`).
     pub fragments_forwarded: Counter,
+    /// Fragmented datagrams whose entry a newer datagram replaced while
+    /// their later fragments could still come (those are then dropped as
+    /// `fragment`): a sign the fragment table is too small for the load.
+    pub fragments_evicted: Counter,
 }
 
 impl Default for ShardStats {
@@ -68,6 +72,7 @@ impl ShardStats {
             reconciled: Counter::new(),
             icmp_related: Counter::new(),
             fragments_forwarded: Counter::new(),
+            fragments_evicted: Counter::new(),
         }
     }
 
@@ -92,7 +97,7 @@ impl ShardStats {
     }
 
     /// Every other counter with its kebab-case name.
-    pub fn named(&self) -> [(&'static str, u64); 14] {
+    pub fn named(&self) -> [(&'static str, u64); 15] {
         [
             ("forwarded", self.forwarded.get()),
             ("l2-forwarded", self.l2_forwarded.get()),
@@ -108,6 +113,7 @@ impl ShardStats {
             ("reconciled", self.reconciled.get()),
             ("icmp-related", self.icmp_related.get()),
             ("fragments-forwarded", self.fragments_forwarded.get()),
+            ("fragments-evicted", self.fragments_evicted.get()),
         ]
     }
 }
