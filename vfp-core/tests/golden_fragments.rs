@@ -327,8 +327,7 @@ fn ipv6_fragments_follow_their_flow_through_a_stateful_acl() {
 
 #[test]
 fn later_fragments_are_encapsulated_like_their_first() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/acl-snat-vxlan.toml"))
-        .expect("example policy");
+    let text = example("acl-snat-vxlan.toml");
     let nat = Arc::new(NatPorts::new());
     let mut s = shard(policy(&text, 1), &nat, 0, 1);
     const VM_IP: [u8; 4] = [10, 1, 0, 4];

@@ -358,8 +358,7 @@ fn packet_too_big_passes_a_stateful_acl_back_to_the_ipv6_client() {
 fn an_error_arriving_in_vxlan_is_translated_and_decapsulated() {
     // examples/acl-snat-vxlan.toml: the VM's traffic leaves SNAT'd in
     // VXLAN; the overlay's errors come back the same way.
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/acl-snat-vxlan.toml"))
-        .expect("example policy");
+    let text = example("acl-snat-vxlan.toml");
     let nat = Arc::new(NatPorts::new());
     let mut s = shard(policy(&text, 1), &nat, 0, 1);
     const VM_IP: [u8; 4] = [10, 1, 0, 4];

@@ -174,7 +174,7 @@ fn dnat_in_and_reply_from_the_vip() {
 /// example with three backends, then four.
 #[test]
 fn dnat_connections_keep_their_backend_across_a_reload() {
-    let lb3 = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/dnat-lb.toml")).unwrap();
+    let lb3 = example("dnat-lb.toml");
     let lb4 = lb3.replace("\"10.1.0.7:8080\"]", "\"10.1.0.7:8080\", \"10.1.0.8:8080\"]");
     assert_ne!(lb3, lb4);
     let vip = [203, 0, 113, 50];

@@ -34,7 +34,7 @@ use crate::parse::{Fragment, Parsed, L3};
 use crate::shard::DropReason;
 use crate::wire::checksum;
 use crate::wire::icmp::{self, Echo};
-use crate::wire::ipv6;
+use crate::wire::{get16, ipv6};
 
 use super::transposition::Rewrite;
 
@@ -72,12 +72,17 @@ pub struct Quote {
 /// Whether `data` (as `p` describes it) is an ICMP error message: one
 /// that quotes a packet. Such a message never opens a flow of its own.
 pub fn is_error(data: &[u8], p: &Parsed) -> bool {
+    error_family(data, p).is_some()
+}
+
+/// For an ICMP error, whether it is ICMPv6 (true) or ICMPv4 (false).
+fn error_family(data: &[u8], p: &Parsed) -> Option<bool> {
     let v6 = match (p.l3, p.key.proto) {
         (L3::Ipv4, proto::ICMP) => false,
         (L3::Ipv6, proto::ICMPV6) => true,
-        _ => return false,
+        _ => return None,
     };
-    data.get(usize::from(p.l4_off)).is_some_and(|t| icmp::is_error(*t, v6))
+    icmp::is_error(*data.get(usize::from(p.l4_off))?, v6).then_some(v6)
 }
 
 /// The packet quoted by the ICMP error `data` holds, as `p` describes it;
@@ -86,22 +91,15 @@ pub fn is_error(data: &[u8], p: &Parsed) -> bool {
 /// fragment, an ICMP message other than an echo: errors about errors are
 /// never answered).
 pub fn quoted(data: &[u8], p: &Parsed) -> Option<Quote> {
-    let v6 = match (p.l3, p.key.proto) {
-        (L3::Ipv4, proto::ICMP) => false,
-        (L3::Ipv6, proto::ICMPV6) => true,
-        _ => return None,
-    };
+    let v6 = error_family(data, p)?;
     if p.fragment != Fragment::None {
         return None;
     }
     let (outer_l3, icmp) = (usize::from(p.l3_off), usize::from(p.l4_off));
-    if !icmp::is_error(*data.get(icmp)?, v6) {
-        return None;
-    }
     let end = if v6 {
-        outer_l3 + ipv6::HEADER_LEN + usize::from(be16(data, outer_l3 + 4)?)
+        outer_l3 + ipv6::HEADER_LEN + usize::from(get16(data, outer_l3 + 4)?)
     } else {
-        outer_l3 + usize::from(be16(data, outer_l3 + 2)?)
+        outer_l3 + usize::from(get16(data, outer_l3 + 2)?)
     };
     let msg = data.get(..end)?;
     let l3 = icmp + icmp::HEADER_LEN;
@@ -115,7 +113,7 @@ pub fn quoted(data: &[u8], p: &Parsed) -> Option<Quote> {
         if chain.fragment.is_some_and(|f| f.offset != 0) {
             return None;
         }
-        let (src, dst) = (addr16(ip, 8)?, addr16(ip, 24)?);
+        let (src, dst) = (ip[8..24].try_into().ok()?, ip[24..40].try_into().ok()?);
         (src, dst, chain.protocol, l3 + ipv6::HEADER_LEN + chain.l4_off)
     } else {
         let ip = msg.get(l3..l3 + 20)?;
@@ -175,16 +173,15 @@ impl Quote {
         if error.dst != self.src {
             return None;
         }
-        let arrived = error;
         Some(FlowKey {
             src: self.dst,
             dst: self.src,
             src_port: self.dst_port,
             dst_port: self.src_port,
             proto: self.proto,
-            vni: arrived.vni,
-            vport: arrived.vport,
-            dir: arrived.dir,
+            vni: error.vni,
+            vport: error.vport,
+            dir: error.dir,
         })
     }
 
@@ -197,8 +194,9 @@ impl Quote {
         }
         let msg = data.get_mut(..self.end).ok_or(DropReason::ParseTruncated)?;
         let quote_sum = checksum::sum(msg.get(self.l3..).ok_or(DropReason::ParseTruncated)?);
-        // The quote: its source takes the side's destination rewrite.
-        let mut l4_delta = None;
+        // The quote: its source takes the side's destination rewrite. (A
+        // delta of 0 leaves a checksum as it is.)
+        let mut l4_delta = 0;
         for (r, addr_at, port_at) in [(dst, 0, self.src_port_at), (src, 1, self.dst_port_at)] {
             let Some(r) = r else { continue };
             let d = self.set_addr(msg, self.l3, addr_at, &r.addr)?;
@@ -206,19 +204,18 @@ impl Quote {
                 update(msg, self.l3 + 10, d, false);
             }
             if self.csum.is_some_and(|(_, pseudo, _)| pseudo) {
-                l4_delta = Some(checksum::add(l4_delta.unwrap_or(0), d));
+                l4_delta = checksum::add(l4_delta, d);
             }
             if let (Some(port), Some(at)) = (r.port, port_at) {
                 if let Some(f) = msg.get_mut(self.l4 + at..self.l4 + at + 2) {
                     let old = [f[0], f[1]];
                     f.copy_from_slice(&port.to_be_bytes());
-                    let d = checksum::delta(&old, &port.to_be_bytes());
-                    l4_delta = Some(checksum::add(l4_delta.unwrap_or(0), d));
+                    l4_delta = checksum::add(l4_delta, checksum::delta(&old, &port.to_be_bytes()));
                 }
             }
         }
-        if let (Some((at, _, udp)), Some(d)) = (self.csum, l4_delta) {
-            update(msg, self.l4 + at, d, udp);
+        if let Some((at, _, udp)) = self.csum {
+            update(msg, self.l4 + at, l4_delta, udp);
         }
         let quote_delta = checksum::add(!quote_sum, checksum::sum(&msg[self.l3..]));
         // The error itself, as any packet of the side.
@@ -263,14 +260,6 @@ fn update(msg: &mut [u8], at: usize, delta: u16, udp: bool) {
         };
         f.copy_from_slice(&c.to_be_bytes());
     }
-}
-
-fn be16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn addr16(b: &[u8], at: usize) -> Option<[u8; 16]> {
-    b.get(at..at + 16)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -163,11 +163,7 @@ impl NatPorts {
         let (fresh, reused) = new.split_at(new.len().min(self.unused_slots()));
         // Take every slot to reuse out of service first, so that a refusal
         // leaves the table as it was (all or none).
-        let mut candidates = if may_reuse {
-            self.reusable(policy, installed)
-        } else {
-            Vec::new()
-        };
+        let mut candidates = self.reusable(policy, installed, may_reuse);
         let mut detached: Vec<(u8, u64)> = Vec::new();
         while detached.len() < reused.len() {
             let Some(slot) = candidates.pop() else {
@@ -202,8 +198,16 @@ impl NatPorts {
     }
 
     /// Slots whose address neither `policy` nor `installed` names and of
-    /// which no port is held, in slot order.
-    fn reusable(&self, policy: &crate::policy::Policy, installed: Option<&crate::policy::Policy>) -> Vec<u8> {
+    /// which no port is held, in slot order (none unless `may_reuse`).
+    fn reusable(
+        &self,
+        policy: &crate::policy::Policy,
+        installed: Option<&crate::policy::Policy>,
+        may_reuse: bool,
+    ) -> Vec<u8> {
+        if !may_reuse {
+            return Vec::new();
+        }
         let named: Vec<[u8; 4]> = snat_addrs(policy)
             .chain(installed.into_iter().flat_map(snat_addrs))
             .collect();
@@ -252,12 +256,7 @@ impl NatPorts {
         installed: Option<&crate::policy::Policy>,
         may_reuse: bool,
     ) -> usize {
-        let reusable = if may_reuse {
-            self.reusable(policy, installed).len()
-        } else {
-            0
-        };
-        self.unused_slots() + reusable
+        self.unused_slots() + self.reusable(policy, installed, may_reuse).len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {

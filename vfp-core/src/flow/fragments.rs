@@ -27,7 +27,7 @@
 use crate::flow::key::FlowKey;
 use crate::flow::pair::Side;
 use crate::parse::{Fragment, Parsed, L3};
-use crate::wire::ipv6;
+use crate::wire::{get16, ipv6};
 
 /// Entries in each shard's table.
 pub const FRAGMENT_ENTRIES: usize = 1024;
@@ -137,21 +137,20 @@ pub fn frag_key(data: &[u8], p: &Parsed) -> Option<(FlowKey, Span)> {
         return None;
     }
     let l3 = usize::from(p.l3_off);
-    let field = |at: usize| -> Option<u16> { Some(u16::from_be_bytes(data.get(at..at + 2)?.try_into().ok()?)) };
     let (ident, proto, span) = match p.l3 {
         L3::Ipv4 => {
             let ihl = u32::from(*data.get(l3)? & 0x0f) * 4;
-            let total = u32::from(field(l3 + 2)?);
-            let offset = u32::from(field(l3 + 6)? & 0x1fff) * 8;
+            let total = u32::from(get16(data, l3 + 2)?);
+            let offset = u32::from(get16(data, l3 + 6)? & 0x1fff) * 8;
             let span = Span {
                 offset,
                 end: offset + total.saturating_sub(ihl),
             };
-            (u32::from(field(l3 + 4)?), p.key.proto, span)
+            (u32::from(get16(data, l3 + 4)?), p.key.proto, span)
         }
         L3::Ipv6 => {
             let next = *data.get(l3 + 6)?;
-            let payload = u32::from(field(l3 + 4)?);
+            let payload = u32::from(get16(data, l3 + 4)?);
             let rest = data.get(l3 + ipv6::HEADER_LEN..)?;
             let f = ipv6::walk_ext_headers(rest, next, crate::parse::MAX_IPV6_EXT_HEADERS)
                 .ok()?

@@ -56,6 +56,13 @@ pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }
 
+/// Reads a big-endian u16 at `at`, if `b` holds it (for bytes no view
+/// has checked yet).
+#[inline]
+pub(crate) fn get16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
 /// Copies `N` bytes starting at `at` into an array.
 #[inline]
 pub(crate) fn array<const N: usize>(b: &[u8], at: usize) -> [u8; N] {

@@ -93,6 +93,14 @@ pub fn tcp_key(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16) -> FlowKey {
     }
 }
 
+/// The text of a policy shipped in examples/.
+pub fn example(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 pub fn allow_all() -> Arc<Policy> {
     Arc::new(Policy::allow_all(&vports()))
 }
