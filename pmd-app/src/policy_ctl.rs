@@ -97,14 +97,18 @@ impl Dataplane {
                     capacity: self.shard_capacity,
                 };
                 let mut shard = Shard::new(cfg, policy.clone(), self.nat.clone());
-                // Commit the table's memory now, off the datapath.
+                // Commit the table's memory now, off the datapath, on
+                // huge pages where the kernel gives them.
+                huge_pages(&shard, dpdk::pages::advise_huge);
                 shard.prefault();
+                huge_pages(&shard, dpdk::pages::collapse);
                 Box::new(Pipeline::new(shard, tsc0, hz))
             })
             .collect();
         let mib = (n * self.shard_capacity * std::mem::size_of::<FlowPair>()) >> 20;
+        let huge = dpdk::pages::anon_huge_bytes().map_or(0, |b| b >> 20);
         log::info!(
-            "flow tables: {n} x {} pairs, {mib} MiB committed in {} ms",
+            "flow tables: {n} x {} pairs, {mib} MiB committed in {} ms; the process has {huge} MiB on 2 MB pages",
             self.shard_capacity,
             t.elapsed().as_millis()
         );
@@ -228,5 +232,16 @@ impl Dataplane {
             })?
             .into_iter()
             .sum())
+    }
+}
+
+/// Applies a huge-page advice to a shard's table memory; the kernel may
+/// refuse (THP off, no free 2 MB pages): the table then stays on 4 KB
+/// pages, which only costs speed.
+fn huge_pages(shard: &Shard, advise: fn(*const u8, usize) -> std::io::Result<()>) {
+    for (start, bytes) in shard.memory() {
+        if let Err(e) = advise(start, bytes) {
+            log::debug!("flow table: huge pages refused for {} MiB: {e}", bytes >> 20);
+        }
     }
 }

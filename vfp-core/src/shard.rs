@@ -143,6 +143,11 @@ impl Shard {
         self.table.prefault();
     }
 
+    /// The flow table's large memory regions (see [`FlowTable::memory`]).
+    pub fn memory(&self) -> [(*const u8, usize); 3] {
+        self.table.memory()
+    }
+
     pub fn config(&self) -> &ShardConfig {
         &self.cfg
     }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod lcore;
 pub mod mbuf;
 pub mod mempool;
+pub mod pages;
 pub mod port;
 pub mod telemetry;
 

@@ -229,6 +229,12 @@ impl FlowIndex {
         }
     }
 
+    /// The buckets' memory (start, bytes): for an app that backs it with
+    /// huge pages (this crate never reads through the address).
+    pub fn memory(&self) -> (*const u8, usize) {
+        (self.buckets.as_ptr().cast(), std::mem::size_of_val(&*self.buckets))
+    }
+
     /// Where the primary bucket of `hash` lives: the line a lookup reads
     /// first, for a caller that can prefetch it. (Only an address; this
     /// crate never reads through it.)
