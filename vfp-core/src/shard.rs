@@ -331,6 +331,11 @@ impl Shard {
         now: u64,
         may_redirect: bool,
     ) -> Verdict {
+        if let Some((idx, side)) = hint.0 {
+            if let Some(v) = self.hinted_hit(idx, side, frame, parsed, now) {
+                return v;
+            }
+        }
         let found = match hint.0 {
             Some((idx, side)) if self.table.pair(idx).is_some_and(|p| *p.key(side) == parsed.key) => {
                 Some(Lookup::Pair { idx, side })
@@ -353,6 +358,30 @@ impl Shard {
         }
     }
 
+    /// The common case in one access to the slab: the look-ahead's hint
+    /// names the pair holding this key, compiled under the current policy.
+    /// None: anything else (the caller looks the key up in full).
+    #[inline(always)]
+    fn hinted_hit(&mut self, idx: u32, side: Side, frame: &mut Frame, parsed: &Parsed, now: u64) -> Option<Verdict> {
+        let generation = self.policy.generation;
+        let pair = self.table.pair_mut(idx)?;
+        if *pair.key(side) != parsed.key || pair.generation != generation {
+            return None;
+        }
+        self.stats.lookups_hit.inc();
+        let csum = (self.offload_vports, self.outer_csum);
+        Some(forward(
+            pair,
+            side,
+            frame,
+            parsed,
+            now,
+            csum,
+            &mut self.plan,
+            &self.stats,
+        ))
+    }
+
     #[inline(always)]
     fn hit(
         &mut self,
@@ -372,19 +401,8 @@ impl Shard {
         let Some(pair) = self.table.pair_mut(idx) else {
             return Verdict::Drop(DropReason::NoFlow);
         };
-        let len = frame.len();
-        let x = pair.xpos(side);
-        let vport = x.out_vport;
-        let outer = outer_checksum(self.offload_vports, self.outer_csum, vport);
-        match x.apply_with(frame, parsed, outer) {
-            Ok(plan) => {
-                pair.touch(side, len, now, parsed.tcp_flags);
-                self.plan = plan;
-                self.stats.forwarded.inc();
-                Verdict::Forward { vport }
-            }
-            Err(r) => Verdict::Drop(r),
-        }
+        let csum = (self.offload_vports, self.outer_csum);
+        forward(pair, side, frame, parsed, now, csum, &mut self.plan, &self.stats)
     }
 
     /// A hit on a pair compiled under an older policy generation:
@@ -917,6 +935,35 @@ fn claim_snat(
         }
     }
     Err(DropReason::NatExhausted)
+}
+
+/// Applies side `side` of a live, current `pair` to the packet and
+/// accounts it; `csum` is the shard's outer checksum offload per vport
+/// and its default (see [`outer_checksum`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn forward(
+    pair: &mut FlowPair,
+    side: Side,
+    frame: &mut Frame,
+    parsed: &Parsed,
+    now: u64,
+    csum: (u64, OuterChecksum),
+    plan: &mut ChecksumPlan,
+    stats: &ShardStats,
+) -> Verdict {
+    let len = frame.len();
+    let x = pair.xpos(side);
+    let vport = x.out_vport;
+    match x.apply_with(frame, parsed, outer_checksum(csum.0, csum.1, vport)) {
+        Ok(p) => {
+            pair.touch(side, len, now, parsed.tcp_flags);
+            *plan = p;
+            stats.forwarded.inc();
+            Verdict::Forward { vport }
+        }
+        Err(r) => Verdict::Drop(r),
+    }
 }
 
 /// Whether a packet pushing VXLAN headers out of `vport` leaves their
