@@ -331,17 +331,24 @@ impl Shard {
         now: u64,
         may_redirect: bool,
     ) -> Verdict {
-        if let Some((idx, side)) = hint.0 {
-            if let Some(v) = self.hinted_hit(idx, side, frame, parsed, now) {
-                return v;
-            }
-        }
-        let found = match hint.0 {
-            Some((idx, side)) if self.table.pair(idx).is_some_and(|p| *p.key(side) == parsed.key) => {
-                Some(Lookup::Pair { idx, side })
-            }
-            _ => self.table.lookup_hashed(hash, &parsed.key),
+        // The common case reaches the slab once: the look-ahead's hint
+        // names the pair holding this key, compiled under the current
+        // policy. A stale pair takes the full hit below (reconciling).
+        let hinted = match hint.0 {
+            Some((idx, side)) => match self.table.pair_mut(idx) {
+                Some(pair) if *pair.key(side) == parsed.key => {
+                    if pair.generation == self.policy.generation {
+                        self.stats.lookups_hit.inc();
+                        let csum = (self.offload_vports, self.outer_csum);
+                        return forward(pair, side, frame, parsed, now, csum, &mut self.plan, &self.stats);
+                    }
+                    Some(Lookup::Pair { idx, side })
+                }
+                _ => None,
+            },
+            None => None,
         };
+        let found = hinted.or_else(|| self.table.lookup_hashed(hash, &parsed.key));
         match found {
             Some(Lookup::Pair { idx, side }) => {
                 self.stats.lookups_hit.inc();
@@ -356,30 +363,6 @@ impl Shard {
                 self.miss(frame, parsed, now, may_redirect)
             }
         }
-    }
-
-    /// The common case in one access to the slab: the look-ahead's hint
-    /// names the pair holding this key, compiled under the current policy.
-    /// None: anything else (the caller looks the key up in full).
-    #[inline(always)]
-    fn hinted_hit(&mut self, idx: u32, side: Side, frame: &mut Frame, parsed: &Parsed, now: u64) -> Option<Verdict> {
-        let generation = self.policy.generation;
-        let pair = self.table.pair_mut(idx)?;
-        if *pair.key(side) != parsed.key || pair.generation != generation {
-            return None;
-        }
-        self.stats.lookups_hit.inc();
-        let csum = (self.offload_vports, self.outer_csum);
-        Some(forward(
-            pair,
-            side,
-            frame,
-            parsed,
-            now,
-            csum,
-            &mut self.plan,
-            &self.stats,
-        ))
     }
 
     #[inline(always)]

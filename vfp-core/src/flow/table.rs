@@ -126,18 +126,10 @@ impl FlowTable {
     /// TLB miss on 4 KB pages. (Addresses only; nothing reads through
     /// them here.)
     pub fn memory(&self) -> [(*const u8, usize); 3] {
-        let bytes = |cap: usize, size: usize| cap * size;
-        [
-            (
-                self.pairs.as_ptr().cast(),
-                bytes(self.pairs.capacity(), std::mem::size_of::<Option<FlowPair>>()),
-            ),
-            self.index.memory(),
-            (
-                self.redirects.as_ptr().cast(),
-                bytes(self.redirects.capacity(), std::mem::size_of::<Option<Redirect>>()),
-            ),
-        ]
+        fn reserved<T>(slab: &Vec<T>) -> (*const u8, usize) {
+            (slab.as_ptr().cast(), slab.capacity() * std::mem::size_of::<T>())
+        }
+        [reserved(&self.pairs), self.index.memory(), reserved(&self.redirects)]
     }
 
     /// Live pairs.
