@@ -43,6 +43,13 @@ pub struct SnatSpec {
     pub port_hi: u16,
 }
 
+impl SnatSpec {
+    /// Whether `addr`:`port` is one of the pool's bindings.
+    pub fn holds(&self, addr: [u8; 4], port: u16) -> bool {
+        self.addrs.contains(&addr) && (self.port_lo..=self.port_hi).contains(&port)
+    }
+}
+
 /// VXLAN encapsulation parameters (IPv4 underlay).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EncapSpec {

@@ -662,7 +662,8 @@ impl Shard {
     /// Re-evaluates a pair compiled under an older policy generation.
     /// Denied: the pair is removed. Allowed: its transpositions are
     /// recompiled, keeping the SNAT address:port it holds if the new
-    /// decision still source-NATs.
+    /// decision still source-NATs from a pool that holds it (otherwise it
+    /// takes a port of the new pool).
     #[cold]
     #[inline(never)]
     fn reconcile(&mut self, idx: u32) -> Result<(), DropReason> {
@@ -677,11 +678,24 @@ impl Shard {
             Decision::Deny(_) => return Err(self.drop_pair(idx, DropReason::PolicyDeny)),
         };
         let nat = match (&a.snat, old_nat) {
-            (Some(_), Some(b)) => Some(b),
-            (Some(spec), None) => match claim_snat(&self.cfg, &self.nat, &mut self.snat, first.key(), &a, spec) {
-                Ok(b) => Some(b),
-                Err(r) => return Err(self.drop_pair(idx, r)),
-            },
+            (Some(spec), Some(b)) if spec.holds(b.addr, b.port) => Some(b),
+            (Some(spec), old) => {
+                // A binding the new pool no longer holds (its address or
+                // port left it) is given back: the address may be in use
+                // elsewhere now. The connection moves to a port of the
+                // new pool, as a DNAT connection whose backend is gone
+                // moves to another backend.
+                if let Some(b) = old {
+                    self.nat.release(b);
+                    if let Some(p) = self.table.pair_mut(idx) {
+                        p.nat = None;
+                    }
+                }
+                match claim_snat(&self.cfg, &self.nat, &mut self.snat, first.key(), &a, spec) {
+                    Ok(b) => Some(b),
+                    Err(r) => return Err(self.drop_pair(idx, r)),
+                }
+            }
             (None, Some(b)) => {
                 self.nat.release(b);
                 None

@@ -168,6 +168,79 @@ fn dnat_in_and_reply_from_the_vip() {
     assert_eq!(check_ipv4(&o, 14).1, PUBLIC);
 }
 
+/// A reload keeps a connection's SNAT binding while the new pool holds
+/// it (a pool that grows); once the address leaves the pool, or the port
+/// the port range, the binding is given back and the connection takes a
+/// port of the new pool: nothing leaves with an address the operator
+/// took away, and the reply to the new binding finds the connection.
+#[test]
+fn snat_bindings_outside_a_reloaded_pool_move_to_the_new_pool() {
+    let nat = Arc::new(NatPorts::new());
+    let mut s = shard(policy(SNAT, 1), &nat, 0, 1);
+    let out = |flags| tcp_frame(VM_MAC, GW_MAC, (CLIENT, 33000), (SERVER, 443), flags);
+    let reply_to = |public: ([u8; 4], u16)| tcp_frame(PEER_MAC, GW_MAC, (SERVER, 443), public, tcp::ACK);
+    let (_, o) = run(&mut s, &out(tcp::SYN), VM, 0);
+    let first = (check_ipv4(&o, 14).0, ports(&o, 14).0);
+    assert_eq!(first.0, PUBLIC);
+    let old_slot = nat.slot_of(PUBLIC).unwrap();
+    assert_eq!(nat.in_use(old_slot), 1);
+
+    // Generation 2 adds an address: the binding stays.
+    let grown = SNAT.replace(
+        r#"addrs = ["203.0.113.10"]"#,
+        r#"addrs = ["203.0.113.10", "203.0.113.20"]"#,
+    );
+    let gen2 = policy(&grown, 2);
+    nat.register_policy(&gen2).unwrap();
+    s.set_policy(gen2);
+    let (v, o) = run(&mut s, &out(tcp::ACK), VM, 1);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!((check_ipv4(&o, 14).0, ports(&o, 14).0), first);
+
+    // Generation 3 drops it: the connection moves to 203.0.113.20 and
+    // the old port is free again.
+    let moved = SNAT.replace("203.0.113.10", "203.0.113.20");
+    let gen3 = policy(&moved, 3);
+    nat.register_policy(&gen3).unwrap();
+    s.set_policy(gen3);
+    let (v, o) = run(&mut s, &out(tcp::ACK), VM, 2);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    let (src, dst, _, _) = check_ipv4(&o, 14);
+    let second = (src, ports(&o, 14).0);
+    assert_eq!((src, dst), ([203, 0, 113, 20], SERVER));
+    assert!((40000..=40099).contains(&second.1), "{second:?}");
+    assert_eq!(nat.in_use(old_slot), 0);
+    assert_eq!(nat.in_use(nat.slot_of(second.0).unwrap()), 1);
+    assert_eq!(s.len(), 1);
+    // The reply to the new binding reaches the client; one to the old
+    // binding is not the connection's (a new inbound flow, untranslated).
+    let (v, back) = run(&mut s, &reply_to(second), WAN, 3);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    assert_eq!(check_ipv4(&back, 14).1, CLIENT);
+    assert_eq!(ports(&back, 14).1, 33000);
+    let (_, stray) = run(&mut s, &reply_to(first), WAN, 3);
+    assert_eq!(check_ipv4(&stray, 14).1, PUBLIC);
+
+    // Generation 4 keeps the address but narrows the ports to a range
+    // without the bound one: the connection moves into the range.
+    let (range, lo, hi) = if second.1 < 40050 {
+        ("40050-40052", 40050, 40052)
+    } else {
+        ("40000-40002", 40000, 40002)
+    };
+    let narrowed = moved.replace("40000-40099", range);
+    let gen4 = policy(&narrowed, 4);
+    nat.register_policy(&gen4).unwrap();
+    s.set_policy(gen4);
+    let (v, o) = run(&mut s, &out(tcp::ACK), VM, 4);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!(check_ipv4(&o, 14).0, second.0);
+    let port = ports(&o, 14).0;
+    assert!((lo..=hi).contains(&port), "{port}");
+    assert_eq!(nat.in_use(nat.slot_of(second.0).unwrap()), 1);
+    assert_eq!(s.stats().reconciled.get(), 3);
+}
+
 /// A reload that adds a DNAT backend (or keeps the backends, or drops
 /// another one) leaves established connections on the backend they have;
 /// only connections whose backend is gone move. The VIP load-balancer
