@@ -67,6 +67,59 @@ fn nat_moved_reply_is_redirected_to_the_owner() {
     );
 }
 
+/// A reload whose pool no longer holds a connection's SNAT port moves it
+/// to a port of the new pool; the redirect of the old reply key goes and
+/// one for the new reply key comes, so the reply to the new binding still
+/// reaches the owner and the old binding leads nowhere.
+#[test]
+fn a_snat_port_the_reload_takes_away_moves_its_redirect() {
+    let cport = (1000..).find(|&p| tcp_key(C, p, S, 80).owner(2) == 0).unwrap();
+    let replies_on_1 = |from: u16| (from..).find(|&p| tcp_key(S, 80, PUB, p).owner(2) == 1).unwrap();
+    let (old, new) = (replies_on_1(20000), replies_on_1(30000));
+    let nat = Arc::new(NatPorts::new());
+    let pol = policy(&snat_policy(old, old), 1);
+    let mut shards = vec![shard(pol.clone(), &nat, 0, 2), shard(pol, &nat, 1, 2)];
+    let syn = tcp_frame(VM_MAC, GW_MAC, (C, cport), (S, 80), tcp::SYN);
+    assert_eq!(ports(&run(&mut shards[0], &syn, VM, 0).1, 14).0, old);
+    deliver_all(&mut shards, 0);
+    assert_eq!(shards[1].stats().redirects_installed.get(), 1);
+
+    let pol = policy(&snat_policy(new, new), 2);
+    for s in &mut shards {
+        s.set_policy(pol.clone());
+    }
+    let ack = tcp_frame(VM_MAC, GW_MAC, (C, cport), (S, 80), tcp::ACK);
+    let (v, out) = run(&mut shards[0], &ack, VM, 1);
+    assert_eq!(v, Verdict::Forward { vport: WAN });
+    assert_eq!((check_ipv4(&out, 14).0, ports(&out, 14).0), (PUB, new));
+    let msgs = deliver_all(&mut shards, 0);
+    assert!(
+        matches!(
+            msgs[..],
+            [
+                ShardMsg::RemoveRedirect { to: 1, owner: 0, .. },
+                ShardMsg::InstallRedirect { to: 1, owner: 0, .. }
+            ]
+        ),
+        "{msgs:?}"
+    );
+    assert_eq!(nat.in_use(0), 1);
+
+    let reply = |port| tcp_frame(PEER_MAC, GW_MAC, (S, 80), (PUB, port), tcp::ACK);
+    assert_eq!(
+        run(&mut shards[1], &reply(new), WAN, 2).0,
+        Verdict::Redirect { owner: 0 }
+    );
+    let (v, back) = run_with(&mut shards[0], &reply(new), WAN, 2, false);
+    assert_eq!(v, Verdict::Forward { vport: VM });
+    assert_eq!((check_ipv4(&back, 14).1, ports(&back, 14).1), (C, cport));
+    // The old binding's reply is no connection's (an ACK opens none).
+    assert_eq!(
+        run(&mut shards[1], &reply(old), WAN, 2).0,
+        Verdict::Drop(DropReason::NoFlow)
+    );
+}
+
 #[test]
 fn snat_prefers_ports_whose_replies_stay_on_the_shard() {
     let nat = Arc::new(NatPorts::new());
