@@ -47,7 +47,7 @@ pub struct AppArgs {
           value_parser = clap::value_parser!(u16).range(512..))]
     pub mbuf_size: u16,
 
-    /// Flow table capacity per worker (flow pairs; 576 bytes each,
+    /// Flow table capacity per worker (flow pairs; 640 bytes each,
     /// committed when the pipeline starts).
     #[arg(long = "max-flows", value_name = "N", default_value_t = 1 << 20,
           value_parser = clap::value_parser!(u32).range(1024..))]

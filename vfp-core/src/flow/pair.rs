@@ -47,8 +47,7 @@ pub struct DirCounters {
 /// counters fill one cache line, the transposition the next two. Aligned
 /// to a line so the sides start on one: without it they started 48 bytes
 /// into the pair, the forward key straddled lines 0 and 1 and a hit on
-/// the reverse side read five lines. (The pair stays 576 bytes: the
-/// alignment takes what was tail padding.)
+/// the reverse side read five lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub struct SideState {
@@ -58,16 +57,21 @@ pub struct SideState {
 }
 
 /// Field order is the cache layout (hence `repr(C)`), and a pair starts on
-/// a cache line. Line 0 holds what both sides share, including the TCP
-/// tracker; each side's state follows in three lines of its own, so a hit
-/// touches four lines; what only the slow path and the operator read comes
-/// last. What tells a live slab slot (`Some`) from a free one is the niche
+/// a 128-byte boundary. Line 0 holds what both sides share, including the
+/// TCP tracker; each side's state follows in three lines of its own, so a
+/// hit touches four lines; what only the slow path and the operator read
+/// comes last. The processor's spatial prefetcher completes the aligned
+/// pair of lines (128 bytes) around each line it fetches: aligned, the
+/// four lines of a forward hit are two such pairs, and a pair of nine
+/// lines (576 bytes, 64-byte aligned) had every other slot straddle three,
+/// which cost 7-11% at a million flows (docs/performance.md). The pair
+/// is ten lines (640 bytes), the last one padding. What tells a live slab slot (`Some`) from a free one is the niche
 /// rustc picks, the largest: today the forward transposition's `decap`
 /// tag, in line 2 (an `Option<u32>`), not the tracker's state. So a
 /// liveness check reads that line: free for a forward hit, which reads it
 /// anyway, one more line for a reverse hit and for the expiry sweep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct FlowPair {
     pub tcp: TcpTracker,
     /// Policy generation the transpositions were compiled under.
@@ -196,12 +200,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_side_starts_on_its_own_line_and_the_pair_stays_nine_lines() {
+    fn each_side_starts_on_its_own_line_and_the_pair_is_ten_lines_128_byte_aligned() {
         let first = core::mem::offset_of!(FlowPair, sides);
         assert_eq!(first, 64);
         assert_eq!(core::mem::size_of::<SideState>(), 192);
         assert_eq!(core::mem::offset_of!(SideState, xpos), 64);
-        assert_eq!(core::mem::size_of::<FlowPair>(), 576);
+        assert_eq!(core::mem::size_of::<FlowPair>(), 640);
+        assert_eq!(core::mem::align_of::<FlowPair>(), 128);
+        assert_eq!(core::mem::size_of::<Option<FlowPair>>(), 640);
     }
 
     /// The prefetch targets follow the layout: line 0 and, for each side,
