@@ -10,8 +10,11 @@
 //! - [`FlowKey::table_hash`] covers every field and is the hash the flow
 //!   table is indexed by.
 
+use std::hash::{Hash, Hasher};
+use zerocopy::{Immutable, IntoBytes};
+
 /// Which way a packet crosses the switch, seen from the VM.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, IntoBytes, Immutable)]
 #[repr(u8)]
 pub enum Direction {
     /// From a VM-side vport towards the network: layers top-down.
@@ -47,8 +50,9 @@ pub mod proto {
     pub const ICMPV6: u8 = 58;
 }
 
-/// Exact-match key of the unified flow table.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+/// Exact-match key of the unified flow table. 44 bytes without padding
+/// (`IntoBytes` proves it), compared as bytes (see the `PartialEq`).
+#[derive(Clone, Copy, Debug, IntoBytes, Immutable)]
 #[repr(C)]
 pub struct FlowKey {
     /// Source address; IPv4 is v4-mapped.
@@ -84,6 +88,34 @@ impl Default for FlowKey {
         }
     }
 }
+
+/// Field-by-field equality, computed on the key's bytes as three
+/// overlapping 16-byte words (0..16, 16..32, 28..44): a handful of vector
+/// instructions and one branch instead of a compare and branch per field.
+/// Every packet's hit confirms its key this way. The same as the derived
+/// equality because the key has no padding and every field's value is
+/// its bytes.
+impl PartialEq for FlowKey {
+    #[inline(always)]
+    fn eq(&self, other: &FlowKey) -> bool {
+        let (a, b) = (self.as_bytes(), other.as_bytes());
+        let word = |s: &[u8], at: usize| u128::from_ne_bytes(s[at..at + 16].try_into().unwrap());
+        let diff = |at| word(a, at) ^ word(b, at);
+        diff(0) | diff(16) | diff(KEY_LEN - 16) == 0
+    }
+}
+
+impl Eq for FlowKey {}
+
+/// Hashes the bytes equality compares, so equal keys hash alike.
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+    }
+}
+
+const KEY_LEN: usize = core::mem::size_of::<FlowKey>();
+const _: () = assert!(KEY_LEN == 44);
 
 const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
 
@@ -217,6 +249,53 @@ mod tests {
             dst_port: dp,
             proto: proto::TCP,
             ..FlowKey::default()
+        }
+    }
+
+    /// The byte-wise equality sees a difference in every field, at every
+    /// byte of the addresses (the three words overlap in 28..32), and
+    /// agrees with a field-by-field compare.
+    #[test]
+    fn keys_differing_in_any_field_or_byte_are_unequal() {
+        let k = FlowKey {
+            vni: 7,
+            vport: 2,
+            dir: Direction::Inbound,
+            ..key([10, 0, 0, 1], 1234, [8, 8, 8, 8], 53)
+        };
+        let same = k;
+        assert_eq!(same, k);
+        let fields = |a: &FlowKey, b: &FlowKey| {
+            a.src == b.src
+                && a.dst == b.dst
+                && a.vni == b.vni
+                && a.src_port == b.src_port
+                && a.dst_port == b.dst_port
+                && a.vport == b.vport
+                && a.proto == b.proto
+                && a.dir == b.dir
+        };
+        let mut changed: Vec<FlowKey> = Vec::new();
+        for i in 0..16 {
+            let mut c = k;
+            c.src[i] ^= 0x80;
+            changed.push(c);
+            let mut c = k;
+            c.dst[i] ^= 1;
+            changed.push(c);
+        }
+        changed.push(FlowKey { vni: NO_VNI, ..k });
+        changed.push(FlowKey { src_port: 1235, ..k });
+        changed.push(FlowKey { dst_port: 54, ..k });
+        changed.push(FlowKey { vport: 3, ..k });
+        changed.push(FlowKey { proto: proto::UDP, ..k });
+        changed.push(FlowKey {
+            dir: Direction::Outbound,
+            ..k
+        });
+        for c in &changed {
+            assert_ne!(*c, k, "{c:?}");
+            assert!(!fields(c, &k));
         }
     }
 
