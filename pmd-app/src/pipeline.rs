@@ -97,30 +97,33 @@ impl Pipeline {
     /// one fate per packet, in order.
     #[inline(always)]
     pub fn classify_burst(&mut self, burst: &mut Burst, vport: u16, now_ns: u64) {
-        let n = burst.len();
-        for i in 0..n {
-            let Some(m) = burst.get_mut(i) else { break };
-            self.fates[i] = self.prepare(i, m, vport).err();
-            if self.fates[i].is_none() {
-                dpdk::prefetch(self.shard.index_line(self.hashes[i]));
+        // One vport per burst: its direction is looked up once. The
+        // passes walk the burst and the per-packet arrays together, so no
+        // step checks an index against the burst's length.
+        let dir = self.dir_of(vport);
+        let shard = &mut self.shard;
+        let slots = self.parsed.iter_mut().zip(self.hashes.iter_mut());
+        for ((m, fate), (p, h)) in burst.iter_mut().zip(self.fates.iter_mut()).zip(slots) {
+            *fate = prepare(shard, m, vport, dir, p, h).err();
+            if fate.is_none() {
+                dpdk::prefetch(shard.index_line(*h));
             }
         }
-        for i in 0..n {
-            if self.fates[i].is_none() {
-                let hint = self.shard.look_ahead(self.hashes[i]);
-                if let Some(lines) = self.shard.hint_lines(hint) {
+        let n = burst.len();
+        let todo = self.fates[..n].iter().zip(&self.hashes).zip(self.hints.iter_mut());
+        for ((fate, &h), hint) in todo {
+            if fate.is_none() {
+                *hint = shard.look_ahead(h);
+                if let Some(lines) = shard.hint_lines(*hint) {
                     lines.into_iter().for_each(dpdk::prefetch);
                 }
-                self.hints[i] = hint;
             }
         }
-        for i in 0..n {
-            if self.fates[i].is_some() {
-                continue;
+        let each = self.parsed.iter().zip(&self.hashes).zip(&self.hints);
+        for ((m, fate), ((p, &h), &hint)) in burst.iter_mut().zip(self.fates.iter_mut()).zip(each) {
+            if fate.is_none() {
+                *fate = Some(process(shard, m, p, h, hint, true, now_ns));
             }
-            let Some(m) = burst.get_mut(i) else { break };
-            let (p, h, hint) = (&self.parsed[i], self.hashes[i], self.hints[i]);
-            self.fates[i] = Some(process(&mut self.shard, m, p, h, hint, true, now_ns));
         }
     }
 
@@ -136,34 +139,33 @@ impl Pipeline {
     /// evaluated here rather than sent to the key's owner again.
     #[inline(always)]
     pub fn classify(&mut self, m: &mut Mbuf, vport: u16, may_redirect: bool, now_ns: u64) -> Fate {
-        if let Err(fate) = self.prepare(0, m, vport) {
+        let dir = self.dir_of(vport);
+        let (p, h) = (&mut self.parsed[0], &mut self.hashes[0]);
+        if let Err(fate) = prepare(&self.shard, m, vport, dir, p, h) {
             return fate;
         }
-        let (p, h) = (&self.parsed[0], self.hashes[0]);
-        process(&mut self.shard, m, p, h, Hint::NONE, may_redirect, now_ns)
+        process(&mut self.shard, m, p, *h, Hint::NONE, may_redirect, now_ns)
     }
+}
 
-    /// Parses `m` (arrived on `vport`) into descriptor slot `i`, sets the
-    /// key's vport and direction and its table hash; or says why the
-    /// packet goes no further (a parse error is counted here).
-    #[inline(always)]
-    fn prepare(&mut self, i: usize, m: &Mbuf, vport: u16) -> Result<(), Fate> {
-        if !m.is_contiguous() {
-            // Frames larger than one mbuf's data room arrive chained
-            // (net_pcap, jumbo frames); the rewrite works on one segment.
-            return Err(Fate::MultiSegment);
-        }
-        let dir = self.dir_of(vport);
-        let p = &mut self.parsed[i];
-        if let Err(e) = parse_into(m.data(), p) {
-            self.shard.count_drop(e.into());
-            return Err(Fate::Drop);
-        }
-        p.key.vport = vport;
-        p.key.dir = dir;
-        self.hashes[i] = p.key.table_hash();
-        Ok(())
+/// Parses `m` (arrived on `vport`, whose packets travel `dir`) into `p`,
+/// sets the key's vport and direction and its table hash `h`; or says
+/// why the packet goes no further (a parse error is counted here).
+#[inline(always)]
+fn prepare(shard: &Shard, m: &Mbuf, vport: u16, dir: Direction, p: &mut Parsed, h: &mut u64) -> Result<(), Fate> {
+    if !m.is_contiguous() {
+        // Frames larger than one mbuf's data room arrive chained
+        // (net_pcap, jumbo frames); the rewrite works on one segment.
+        return Err(Fate::MultiSegment);
     }
+    if let Err(e) = parse_into(m.data(), p) {
+        shard.count_drop(e.into());
+        return Err(Fate::Drop);
+    }
+    p.key.vport = vport;
+    p.key.dir = dir;
+    *h = p.key.table_hash();
+    Ok(())
 }
 
 /// Runs one parsed packet through the shard and applies the verdict to
