@@ -278,10 +278,32 @@ impl Worker {
         // full tx burst is sent from inside dispatch, and a reply must not
         // reach another lcore before the redirect it needs.
         send_outbox(&self.inboxes, &mut pipe.shard);
-        for (m, fate) in burst.drain().zip(pipe.fates(n).iter().copied()) {
-            self.dispatch(vport, m, fate.unwrap_or(Fate::Drop));
+        match same_tx(pipe.fates(n)) {
+            Some(out) => self.transmit_burst(out, burst),
+            None => {
+                for (m, fate) in burst.drain().zip(pipe.fates(n).iter().copied()) {
+                    self.dispatch(vport, m, fate.unwrap_or(Fate::Drop));
+                }
+            }
         }
         self.pipe = Some(pipe);
+    }
+
+    /// A burst whose every packet leaves by `out` (the common case): when
+    /// nothing is queued for `out` yet, it is transmitted as it stands,
+    /// without queueing its packets one by one. Otherwise they queue
+    /// behind what is there, in order.
+    #[inline(always)]
+    fn transmit_burst(&mut self, out: u16, burst: &mut Burst) {
+        let v = usize::from(out);
+        if let (Some(TxRoute::Queue { port, queue, slot }), Some(true)) =
+            (self.plan.tx.get(v).copied(), self.tx.get(v).map(Burst::is_empty))
+        {
+            return transmit(&self.stats, port, queue, slot, burst);
+        }
+        for m in burst.drain() {
+            self.enqueue_tx(out, m);
+        }
     }
 
     /// One packet handed over by another lcore.
@@ -469,6 +491,16 @@ fn transmit(stats: &WorkerStats, port: dpdk::Port, queue: u16, slot: u16, burst:
     pc.tx_bytes.add((bytes - left_bytes) as u64);
     stats.tx_packets.add(sent as u64);
     stats.tx_bytes.add((bytes - left_bytes) as u64);
+}
+
+/// The vport every packet of a classified burst is to be transmitted on,
+/// if they all go to one.
+#[inline(always)]
+fn same_tx(fates: &[Option<Fate>]) -> Option<u16> {
+    let Some(Some(Fate::Tx(out))) = fates.first().copied() else {
+        return None;
+    };
+    fates.iter().all(|f| *f == Some(Fate::Tx(out))).then_some(out)
 }
 
 /// Pushes `shard`'s outbox into the other shards' message lanes; what does
