@@ -512,3 +512,32 @@ fn send_outbox(lanes: &Inboxes, shard: &mut vfp_core::shard::Shard) {
         out.retain(|m| lanes.msgs.get(m.to()).is_some_and(|q| q.push(*m).is_err()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a burst whose every packet is transmitted on one vport goes
+    /// to the PMD whole: a drop, a hand-off, a chained mbuf or a second
+    /// vport anywhere in it sends it packet by packet.
+    #[test]
+    fn a_burst_is_transmitted_whole_only_when_every_packet_leaves_by_one_vport() {
+        let tx = |v| Some(Fate::Tx(v));
+        assert_eq!(same_tx(&[tx(1); 32]), Some(1));
+        assert_eq!(same_tx(&[tx(0)]), Some(0));
+        assert_eq!(same_tx(&[]), None);
+        for odd in [
+            tx(2),
+            Some(Fate::Drop),
+            Some(Fate::HandOff(1)),
+            Some(Fate::MultiSegment),
+            None,
+        ] {
+            for at in [0, 5, 31] {
+                let mut fates = [tx(1); 32];
+                fates[at] = odd;
+                assert_eq!(same_tx(&fates), None, "{odd:?} at {at}");
+            }
+        }
+    }
+}

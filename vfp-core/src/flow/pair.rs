@@ -61,11 +61,13 @@ pub struct SideState {
 /// TCP tracker; each side's state follows in three lines of its own, so a
 /// hit touches four lines; what only the slow path and the operator read
 /// comes last. The processor's spatial prefetcher completes the aligned
-/// pair of lines (128 bytes) around each line it fetches: aligned, the
-/// four lines of a forward hit are two such pairs, and a pair of nine
-/// lines (576 bytes, 64-byte aligned) had every other slot straddle three,
-/// which cost 7-11% at a million flows (docs/performance.md). The pair
-/// is ten lines (640 bytes), the last one padding. What tells a live slab slot (`Some`) from a free one is the niche
+/// 128-byte block around each line it fetches: aligned, the four lines of
+/// a forward hit are two such blocks, where a pair of nine lines (576
+/// bytes on 64-byte boundaries) had every other slot's hit straddle
+/// three, which cost about 8% at a million flows (docs/performance.md).
+/// So the pair is ten lines (640 bytes), the last one padding.
+///
+/// What tells a live slab slot (`Some`) from a free one is the niche
 /// rustc picks, the largest: today the forward transposition's `decap`
 /// tag, in line 2 (an `Option<u32>`), not the tracker's state. So a
 /// liveness check reads that line: free for a forward hit, which reads it
