@@ -274,9 +274,10 @@ impl Worker {
         };
         let n = burst.len();
         pipe.classify_burst(burst, vport, now);
-        // The burst's redirects go out before any of its packets can: a
-        // full tx burst is sent from inside dispatch, and a reply must not
-        // reach another lcore before the redirect it needs.
+        // The burst's redirects go out before any of its packets can: the
+        // burst may be transmitted whole right below, a full tx burst from
+        // inside dispatch, and a reply must not reach another lcore before
+        // the redirect it needs.
         send_outbox(&self.inboxes, &mut pipe.shard);
         match same_tx(pipe.fates(n)) {
             Some(out) => self.transmit_burst(out, burst),

@@ -239,10 +239,6 @@ impl Burst {
     }
 
     #[inline(always)]
-    pub fn get_mut(&mut self, i: usize) -> Option<&mut Mbuf> {
-        self.mbufs.get_mut(i)
-    }
-    #[inline(always)]
     pub fn iter_mut(&mut self) -> std::slice::IterMut<'_, Mbuf> {
         self.mbufs.iter_mut()
     }
