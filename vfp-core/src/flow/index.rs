@@ -80,6 +80,21 @@ impl Bucket {
         (eq.wrapping_mul(GATHER) >> 56) as u8
     }
 
+    /// A guess at the value stored under `sig`, if a slot holds it: that
+    /// slot's value, or the values of all such slots ORed when several
+    /// do (a value the caller's confirmation then most likely rejects).
+    /// Unlike [`Bucket::first`] this reduces over the slots with masks
+    /// only, which the compiler turns into a dozen vector instructions
+    /// instead of gathering a bit per slot.
+    #[inline(always)]
+    fn select(&self, sig: u32) -> Option<u32> {
+        let (any, val) = (0..SLOTS).fold((0u32, 0u32), |(any, val), i| {
+            let hit = 0u32.wrapping_sub(u32::from(self.sig[i] == sig));
+            (any | hit, val | (self.val[i] & hit))
+        });
+        (any != 0).then_some(val)
+    }
+
     /// The value in the first slot holding `sig`, if any.
     #[inline(always)]
     fn first(&self, sig: u32) -> Option<u32> {
@@ -276,16 +291,19 @@ impl FlowIndex {
     }
 
     /// The value a lookup of `hash` most likely ends at, without asking
-    /// the caller's key: the first slot with its signature in the primary
-    /// bucket, else in the alternate one. Reads one line (two when the
-    /// entry sits in its alternate bucket); a burst takes it for every
-    /// packet ahead of processing, and confirms it with one key compare
-    /// when it processes the packet.
+    /// the caller's key: the value under its signature in the primary
+    /// bucket, else in the alternate one ([`Bucket::select`]: when
+    /// several slots of a bucket share the signature, their values ORed,
+    /// which need not be any of them). Reads one line (two when the entry
+    /// sits in its alternate bucket); a burst takes it for every packet
+    /// ahead of processing, and confirms it with one key compare when it
+    /// processes the packet, so a wrong guess costs a full lookup, never
+    /// a wrong answer.
     #[inline]
     pub fn candidate(&self, hash: u64) -> Option<u32> {
         let sig = signature(hash);
         let primary = hash as usize & self.mask;
-        match self.bucket(primary).first(sig) {
+        match self.bucket(primary).select(sig) {
             Some(v) => Some(v),
             None => self.alternate_candidate(primary, sig),
         }
@@ -293,7 +311,7 @@ impl FlowIndex {
 
     #[inline(never)]
     fn alternate_candidate(&self, primary: usize, sig: u32) -> Option<u32> {
-        self.bucket(self.other_bucket(primary, sig)).first(sig)
+        self.bucket(self.other_bucket(primary, sig)).select(sig)
     }
 
     /// Stores `val` under `hash`. The caller guarantees its key is not

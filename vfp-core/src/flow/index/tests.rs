@@ -283,17 +283,21 @@ proptest! {
     }
 }
 
-/// The candidate is what a find tries first, from signatures alone: the
-/// caller's key is never asked, so a signature shared by two entries
-/// yields the first of them, and the caller must confirm it.
+/// The candidate comes from signatures alone: the caller's key is never
+/// asked. The value under a signature only one slot holds; when two
+/// entries of a bucket share it, their values ORed (a guess the caller's
+/// confirmation rejects unless it is one of them), while a find still
+/// tells them apart.
 #[test]
-fn candidate_is_the_first_signature_match() {
+fn candidate_is_the_signature_match() {
     let mut idx = FlowIndex::with_capacity(64);
     assert_eq!(idx.candidate(hash(7, 3)), None);
-    idx.insert(hash(7, 3), 10).unwrap();
-    idx.insert(hash(7, 3), 11).unwrap();
-    assert_eq!(idx.candidate(hash(7, 3)), Some(10));
-    assert_eq!(idx.find(hash(7, 3), |v| v == 11), Some(11));
+    idx.insert(hash(7, 3), 0b0101).unwrap();
+    assert_eq!(idx.candidate(hash(7, 3)), Some(0b0101));
+    idx.insert(hash(7, 3), 0b0110).unwrap();
+    assert_eq!(idx.candidate(hash(7, 3)), Some(0b0111));
+    assert_eq!(idx.find(hash(7, 3), |v| v == 0b0110), Some(0b0110));
+    assert_eq!(idx.find(hash(7, 3), |v| v == 0b0101), Some(0b0101));
     assert_eq!(idx.candidate(hash(8, 3)), None);
     assert_eq!(idx.candidate(hash(7, 4)), None);
 }
