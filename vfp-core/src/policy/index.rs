@@ -141,7 +141,7 @@ impl Chunk {
     /// Bit `i` set when entry `i`'s summaries admit these addresses.
     /// Most chunks admit nothing, so that is tested first, as one
     /// reduction over the lanes (a handful of vector instructions); only
-    /// a chunk that passes has its bits gathered one by one.
+    /// a chunk that passes has its bits gathered.
     #[inline(always)]
     fn admitted(&self, src: u32, dst: u32) -> u32 {
         // Bit 31 of `m | -m` is set exactly when `m` is not zero: AND it
