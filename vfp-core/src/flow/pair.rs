@@ -68,14 +68,17 @@ pub struct SideState {
 /// So the pair is ten lines (640 bytes), the last one padding.
 ///
 /// What tells a live slab slot (`Some`) from a free one is the niche
-/// rustc picks, the largest: today the forward transposition's `decap`
-/// tag, in line 2 (an `Option<u32>`), not the tracker's state. So a
-/// liveness check reads that line: free for a forward hit, which reads it
-/// anyway, one more line for a reverse hit and for the expiry sweep.
+/// rustc picks, the largest: [`Live`], in line 0, so a liveness check
+/// reads no line a hit or the expiry sweep would not read anyway. (Before
+/// it, the niche was the forward transposition's `decap` tag in line 2:
+/// one more line for a reverse hit and for every slot the sweep examined.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(128))]
 pub struct FlowPair {
     pub tcp: TcpTracker,
+    /// Marks the pair live in the slab (see [`Live`]): in line 0, in what
+    /// was padding.
+    pub live: Live,
     /// Policy generation the transpositions were compiled under.
     pub generation: u64,
     pub last_seen_ns: u64,
@@ -87,6 +90,19 @@ pub struct FlowPair {
     /// Indexed by [`Side`].
     pub sides: [SideState; 2],
     pub first: FirstPacket,
+}
+
+/// The largest niche of a [`FlowPair`] (a 4-byte value with one valid
+/// bit pattern), so that `Option<FlowPair>`, the slab's slot, tells a live
+/// pair from a free slot here, in line 0, which every hit and every sweep
+/// step reads anyway; otherwise rustc picks the next largest, the forward
+/// transposition's `decap` tag in line 2, which a reverse hit and the
+/// sweep would read only for that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Live {
+    #[default]
+    Yes = 1,
 }
 
 /// Byte offsets inside a pair of the cache lines a hit on each side reads:
@@ -103,11 +119,11 @@ pub const HIT_LINES: [[usize; 4]; 2] = {
 };
 
 /// Byte offsets inside a pair of the cache lines the expiry sweep reads
-/// of every slot it examines: the slot's liveness (the niche, in the
-/// forward transposition's first line, see [`FlowPair`]), the last-seen
-/// time and TCP state (line 0) and the protocol (the forward key's line).
-/// For callers that prefetch the slots a sweep will examine next.
-pub const SWEEP_LINES: [usize; 3] = [HIT_LINES[0][0], HIT_LINES[0][1], HIT_LINES[0][2]];
+/// of every slot it examines: the slot's liveness ([`Live`]), the
+/// last-seen time and TCP state (line 0) and the protocol (the forward
+/// key's line). For callers that prefetch the slots a sweep will examine
+/// next.
+pub const SWEEP_LINES: [usize; 2] = [HIT_LINES[0][0], HIT_LINES[0][1]];
 
 impl FlowPair {
     /// A new pair for a connection whose first packet is `first` (its key
@@ -127,6 +143,7 @@ impl FlowPair {
         };
         FlowPair {
             tcp: TcpTracker::new(),
+            live: Live::Yes,
             generation,
             last_seen_ns: now_ns,
             created_ns: now_ns,
@@ -230,25 +247,20 @@ mod tests {
     }
 
     /// What the expiry sweep reads of a slot lies in the lines it names:
-    /// the last-seen time and the tracker, the forward key's protocol, and
-    /// the forward transposition's `decap`, whose tag is the liveness
-    /// niche (see [`FlowPair`]).
+    /// the liveness marker (the niche, see [`FlowPair`]), the last-seen
+    /// time and the tracker, and the forward key's protocol.
     #[test]
     fn sweep_lines_cover_what_the_sweep_reads() {
         use core::mem::{offset_of, size_of};
         let within = |at: usize, len: usize| SWEEP_LINES.iter().any(|l| *l <= at && at + len <= l + 64);
         let side = offset_of!(FlowPair, sides);
-        let xpos = side + offset_of!(SideState, xpos);
         assert!(within(offset_of!(FlowPair, last_seen_ns), 8));
         assert!(within(offset_of!(FlowPair, tcp), size_of::<TcpTracker>()));
         assert!(within(
             side + offset_of!(SideState, key) + offset_of!(FlowKey, proto),
             1
         ));
-        assert!(within(
-            xpos + offset_of!(Transposition, decap),
-            size_of::<Option<u32>>()
-        ));
+        assert!(within(offset_of!(FlowPair, live), size_of::<Live>()));
         assert!(SWEEP_LINES.iter().all(|l| l % 64 == 0));
     }
 }
