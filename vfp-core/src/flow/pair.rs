@@ -67,11 +67,8 @@ pub struct SideState {
 /// three, which cost about 8% at a million flows (docs/performance.md).
 /// So the pair is ten lines (640 bytes), the last one padding.
 ///
-/// What tells a live slab slot (`Some`) from a free one is the niche
-/// rustc picks, the largest: [`Live`], in line 0, so a liveness check
-/// reads no line a hit or the expiry sweep would not read anyway. (Before
-/// it, the niche was the forward transposition's `decap` tag in line 2:
-/// one more line for a reverse hit and for every slot the sweep examined.)
+/// What tells a live slab slot (`Some`) from a free one is the pair's
+/// largest niche, [`Live`], in line 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(128))]
 pub struct FlowPair {
@@ -98,10 +95,9 @@ pub struct FlowPair {
 /// step reads anyway; otherwise rustc picks the next largest, the forward
 /// transposition's `decap` tag in line 2, which a reverse hit and the
 /// sweep would read only for that.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub enum Live {
-    #[default]
     Yes = 1,
 }
 
