@@ -13,6 +13,25 @@ use crossbeam::queue::ArrayQueue;
 use std::sync::Arc;
 use vfp_core::shard::ShardMsg;
 
+/// Most times one packet is handed to another lcore to be processed: from
+/// the lcore it arrived on to its key's owner (or its datagram's, for a
+/// later fragment), and from there to where the flow lives, when an entry
+/// of the owner's says so. A shard may hand on a packet it was handed
+/// (vfp-core's redirect entries and fragment entries), so only this bound
+/// guarantees that no packet goes round between lcores: two shards whose
+/// fragment entries of one datagram point at each other (two first
+/// fragments with one IP id, each denied by the shard it was handed to)
+/// would otherwise pass its later fragments back and forth until the
+/// entries expire. One more hand-off than that is dropped and counted
+/// (`handoff-limit`).
+pub const MAX_HANDOFFS: u8 = 2;
+
+/// The `hops` of a packet handed on once more, or None when it has been
+/// handed on [`MAX_HANDOFFS`] times already.
+pub fn next_hop(hops: u8) -> Option<u8> {
+    (hops < MAX_HANDOFFS).then_some(hops + 1)
+}
+
 /// Capacity of each worker's packet inbox.
 pub const INBOX_CAPACITY: usize = 4096;
 /// Capacity of each worker's shard-message inbox.
@@ -22,8 +41,9 @@ pub enum Handoff {
     /// Transmit on `vport`'s active path (the receiver owns the tx queue).
     Tx { vport: u16, mbuf: Mbuf },
     /// Run through the pipeline: the receiver owns the packet's flow.
-    /// `vport` is where it arrived.
-    Process { vport: u16, mbuf: Mbuf },
+    /// `vport` is where it arrived; `hops`: how many times it has been
+    /// handed on so far, this time included (see [`MAX_HANDOFFS`]).
+    Process { vport: u16, mbuf: Mbuf, hops: u8 },
     /// Treat as received on `vport` (packets the control plane drained
     /// from a retired device's rx rings): the receiver may still hand it
     /// to the flow's owner.

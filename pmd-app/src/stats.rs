@@ -20,14 +20,18 @@ pub enum AppDrop {
     HandoffFull,
     /// Multi-segment mbuf in the pipeline (headers must be contiguous).
     MultiSegment,
+    /// A packet already handed on [`crate::handoff::MAX_HANDOFFS`] times
+    /// that its shard would hand on again.
+    HandoffLimit,
 }
 
 impl AppDrop {
-    pub const ALL: [AppDrop; 4] = [
+    pub const ALL: [AppDrop; 5] = [
         AppDrop::TxFull,
         AppDrop::NoTxPath,
         AppDrop::HandoffFull,
         AppDrop::MultiSegment,
+        AppDrop::HandoffLimit,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -35,6 +39,7 @@ impl AppDrop {
             AppDrop::NoTxPath => "no-tx-path",
             AppDrop::HandoffFull => "handoff-full",
             AppDrop::MultiSegment => "multi-segment",
+            AppDrop::HandoffLimit => "handoff-limit",
         }
     }
 }

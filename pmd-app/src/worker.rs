@@ -19,7 +19,7 @@
 //! `--idle-sleep-us`, so an idle dataplane does not burn its core.
 
 use crate::dpdk::{self, Burst, Mbuf};
-use crate::handoff::{Handoff, Inboxes};
+use crate::handoff::{next_hop, Handoff, Inboxes};
 use crate::pipeline::{Fate, Pipeline};
 use crate::plan::{TxRoute, WorkerPlan};
 use crate::stats::{AppDrop, WorkerStats};
@@ -283,7 +283,7 @@ impl Worker {
             Some(out) => self.transmit_burst(out, burst),
             None => {
                 for (m, fate) in burst.drain().zip(pipe.fates(n).iter().copied()) {
-                    self.dispatch(vport, m, fate.unwrap_or(Fate::Drop));
+                    self.dispatch(vport, m, fate.unwrap_or(Fate::Drop), 0);
                 }
             }
         }
@@ -307,25 +307,33 @@ impl Worker {
         }
     }
 
-    /// One packet handed over by another lcore.
+    /// One packet handed over by another lcore, `hops` times so far (0:
+    /// it was received, the shard may send it to its flow's owner).
     #[inline(always)]
-    fn pipeline_one(&mut self, vport: u16, mut m: Mbuf, may_redirect: bool, now: u64) {
+    fn pipeline_one(&mut self, vport: u16, mut m: Mbuf, hops: u8, now: u64) {
         let Some(pipe) = self.pipe.as_mut() else {
             let out = self.plan.peer[vport as usize];
             self.enqueue_tx(out, m);
             return;
         };
-        let fate = pipe.classify(&mut m, vport, may_redirect, now);
+        let fate = pipe.classify(&mut m, vport, hops == 0, now);
         self.send_msgs();
-        self.dispatch(vport, m, fate);
+        self.dispatch(vport, m, fate, hops);
     }
 
-    /// Transmits, hands off or frees a classified packet.
+    /// Transmits, hands off or frees a classified packet that was handed
+    /// on `hops` times before.
     #[inline(always)]
-    fn dispatch(&mut self, vport: u16, m: Mbuf, fate: Fate) {
+    fn dispatch(&mut self, vport: u16, m: Mbuf, fate: Fate, hops: u8) {
         match fate {
             Fate::Tx(out) => self.enqueue_tx(out, m),
-            Fate::HandOff(owner) => self.hand_off(owner, Handoff::Process { vport, mbuf: m }),
+            Fate::HandOff(owner) => match next_hop(hops) {
+                Some(hops) => self.hand_off(owner, Handoff::Process { vport, mbuf: m, hops }),
+                None => {
+                    drop(m);
+                    self.stats.count_drop(AppDrop::HandoffLimit, 1);
+                }
+            },
             Fate::Drop => drop(m),
             Fate::MultiSegment => {
                 drop(m);
@@ -432,8 +440,8 @@ impl Worker {
                     }
                     self.enqueue_tx(vport, mbuf)
                 }
-                Handoff::Process { vport, mbuf } => self.pipeline_one(vport, mbuf, false, now),
-                Handoff::Rx { vport, mbuf } => self.pipeline_one(vport, mbuf, true, now),
+                Handoff::Process { vport, mbuf, hops } => self.pipeline_one(vport, mbuf, hops, now),
+                Handoff::Rx { vport, mbuf } => self.pipeline_one(vport, mbuf, 0, now),
             }
         }
         n

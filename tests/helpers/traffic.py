@@ -8,6 +8,10 @@ vfp-core's parser). Run with Debian's /usr/bin/python3 (python3-scapy).
                                                         VM-originated IPv4 flows from 10.1.0.0/24
                                                         (UDP, DNS, TCP, ICMP echo) that
                                                         examples/acl-snat-vxlan.toml allows
+  traffic.py udp-frag OUT.pcap --sport P --ip-id I [--later]
+                                                        the first fragment (or, --later, the
+                                                        rest) of a 2,000-byte UDP datagram
+                                                        10.1.0.4:P -> 198.51.100.7:53
   traffic.py send IFACE IN.pcap                         sendp every packet of a pcap
 """
 import argparse
@@ -15,7 +19,7 @@ import random
 import sys
 
 from scapy.all import (ARP, ICMP, IP, UDP, TCP, Dot1Q, Ether, IPv6, Raw,
-                       ICMPv6EchoRequest, PcapWriter, rdpcap, sendp, conf)
+                       ICMPv6EchoRequest, PcapWriter, fragment, rdpcap, sendp, conf)
 
 conf.verb = 0
 VM_MAC = "02:00:00:00:00:01"
@@ -91,14 +95,24 @@ def vm_flows(flows, count, seed):
     return pkts
 
 
+def udp_frag(sport, ip_id, later):
+    d = (IP(src="10.1.0.4", dst="198.51.100.7", id=ip_id) /
+         UDP(sport=sport, dport=53) / Raw(bytes(range(250)) * 8))
+    frags = fragment(d, fragsize=1480)
+    return [Ether(src=VM_MAC, dst=GW_MAC) / f for f in (frags[1:] if later else frags[:1])]
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["mixed", "udp-flows", "vm-flows", "send"])
+    ap.add_argument("kind", choices=["mixed", "udp-flows", "vm-flows", "udp-frag", "send"])
     ap.add_argument("args", nargs="+")
     ap.add_argument("--count", type=int, default=500)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--flows", type=int, default=1)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--sport", type=int, default=5353)
+    ap.add_argument("--ip-id", type=int, default=1)
+    ap.add_argument("--later", action="store_true")
     a = ap.parse_args()
     if a.kind == "send":
         iface, pcap = a.args
@@ -109,6 +123,8 @@ def main():
         pkts = mixed(a.count, a.seed)
     elif a.kind == "vm-flows":
         pkts = vm_flows(a.flows, a.count, a.seed)
+    elif a.kind == "udp-frag":
+        pkts = udp_frag(a.sport, a.ip_id, a.later)
     else:
         pkts = udp_flows(a.flows, a.count, a.size)
     w = PcapWriter(out, sync=False)

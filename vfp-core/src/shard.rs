@@ -216,6 +216,15 @@ impl Shard {
 
     /// Decides the fate of one packet and transposes it in place.
     /// `parsed` describes `frame` with the key's vport and direction set.
+    ///
+    /// `may_redirect`: the packet arrived here (true), so a miss whose key
+    /// another shard owns is sent there; or another shard handed it here
+    /// (false), and a miss is evaluated here. Either way an entry of this
+    /// shard's may still send it on (a redirect to where its flow lives,
+    /// or to where its datagram's first fragment went), and two shards'
+    /// fragment entries of one datagram can point at each other: a caller
+    /// that hands packets between shards bounds how often it hands on one
+    /// packet (pmd-app: `MAX_HANDOFFS`).
     #[inline]
     pub fn process(&mut self, frame: &mut Frame, parsed: &Parsed, now_ns: u64, may_redirect: bool) -> Verdict {
         let hash = parsed.key.table_hash();

@@ -1,0 +1,160 @@
+//! A packet is handed between lcores a bounded number of times
+//! (`MAX_HANDOFFS`), whatever the shards' tables say.
+//!
+//! Two workers, each polling one rx queue of the VM's vport: net_pcap
+//! capturing live on two veths, so the test chooses the worker a frame
+//! arrives on by the veth it sends it to. Two first fragments of one
+//! datagram (same addresses, protocol and IP id; different ports), each of
+//! a flow the other worker owns, arrive one on each worker, are handed
+//! over and denied by the policy there. Each shard then remembers handing
+//! the datagram to the other, and a later fragment would be passed back
+//! and forth between the two lcores until the entries expire (5 s of
+//! hand-offs for each such fragment). The app drops it on the third
+//! hand-off instead and counts `handoff-limit`. Needs root (veths).
+
+mod common;
+use common::live::*;
+use common::*;
+use std::process::Command;
+use std::time::Duration;
+use vfp_core::flow::key::{proto, v4_mapped, FlowKey};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// Everything but TCP out of the VM is denied.
+const TCP_ONLY: &str = r#"
+[[layers]]
+name = "acl"
+default = "deny"
+
+[[layers.groups]]
+
+[[layers.groups.rules]]
+id = 1
+priority = 1
+direction = "out"
+proto = "tcp"
+action = "allow"
+"#;
+
+/// A veth pair in this namespace without IPv6 (no router solicitations
+/// or MLD reports on it), up; deleted when dropped.
+struct Veth(String);
+
+impl Veth {
+    fn new(a: &str, b: &str) -> Veth {
+        let _ = Command::new("ip").args(["link", "del", a]).output();
+        run(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
+        for i in [a, b] {
+            run(&["sysctl", "-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
+            run(&["ip", "link", "set", i, "up"]);
+        }
+        Veth(a.to_string())
+    }
+}
+
+impl Drop for Veth {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
+    }
+}
+
+fn run(argv: &[&str]) {
+    let o = Command::new(argv[0]).args(&argv[1..]).output().expect("spawn");
+    assert!(o.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A source port whose flow (10.1.0.4:port -> 198.51.100.7:53, UDP) worker
+/// `w` of two owns.
+fn port_owned_by(w: usize) -> u16 {
+    (6000..)
+        .find(|&p| {
+            let k = FlowKey {
+                src: v4_mapped([10, 1, 0, 4]),
+                dst: v4_mapped([198, 51, 100, 7]),
+                src_port: p,
+                dst_port: 53,
+                proto: proto::UDP,
+                ..FlowKey::default()
+            };
+            k.owner(2) == w
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_later_fragment_is_not_passed_round_between_lcores() {
+    let d = Scratch::new("hlim");
+    let tag = std::process::id() % 10000;
+    let (a0, a1, b0, b1) = (
+        format!("hl{tag}a0"),
+        format!("hl{tag}a1"),
+        format!("hl{tag}b0"),
+        format!("hl{tag}b1"),
+    );
+    let _va = Veth::new(&a0, &a1);
+    let _vb = Veth::new(&b0, &b1);
+    // F1 arrives on worker 0 (queue 0, veth a) and belongs to worker 1;
+    // F2 the other way round; L follows F1 on worker 0.
+    let (f1, f2, later) = (d.path("f1.pcap"), d.path("f2.pcap"), d.path("later.pcap"));
+    let (p1, p2) = (port_owned_by(1).to_string(), port_owned_by(0).to_string());
+    traffic(&["udp-frag", &f1, "--sport", &p1, "--ip-id", "77"]);
+    traffic(&["udp-frag", &f2, "--sport", &p2, "--ip-id", "77"]);
+    traffic(&["udp-frag", &later, "--sport", &p1, "--ip-id", "77", "--later"]);
+
+    let pol = d.path("policy.toml");
+    std::fs::write(&pol, TCP_ONLY).unwrap();
+    let mut eal = eal_base("hlim", "0-1");
+    eal.extend(strings(&[
+        "--vdev",
+        &format!(
+            "net_pcap0,rx_iface={a1},rx_iface={b1},tx_pcap={},tx_pcap={}",
+            d.path("o0.pcap"),
+            d.path("o1.pcap")
+        ),
+        "--vdev",
+        "net_null0,no-rx=1",
+    ]));
+    let app_args = strings(&[
+        "--policy",
+        &pol,
+        "--vport",
+        "name=vm,fast=net_pcap0,role=vm",
+        "--vport",
+        "name=wan,fast=net_null0,role=net",
+        "--stats-period",
+        "0",
+    ]);
+    let app = App::start(&eal, &app_args, &d.path("ctl.sock"), LIMIT);
+    let stats = || Stats(app.ctl(&["stats"]));
+    let send = |iface: &str, pcap: &str| traffic(&["send", iface, pcap]);
+    let until = |what: &str, reason: &'static str, n: u64| {
+        poll(LIMIT, what, || {
+            let s = stats();
+            match s.drop_count(reason) {
+                c if c == n => Ok(s),
+                c => Err(format!("{reason} {c}: {}", s.0)),
+            }
+        })
+    };
+
+    send(&a0, &f1);
+    until("F1 handed to worker 1 and denied there", "policy-deny", 1);
+    send(&b0, &f2);
+    until("F2 handed to worker 0 and denied there", "policy-deny", 2);
+    send(&a0, &later);
+    let s = until("the later fragment dropped at the hand-off limit", "handoff-limit", 1);
+
+    // F1 and F2 were handed on once each, the later fragment twice before
+    // the third redirect was refused: five redirects in all, and no more
+    // once the fragment is gone.
+    let redirects = |s: &Stats| s.0["engine"]["redirects-out"].as_u64().unwrap_or(0);
+    assert_eq!(redirects(&s), 5, "{}", s.0);
+    let again = stats();
+    assert_eq!(redirects(&again), 5, "{}", again.0);
+    assert_eq!(again.drop_count("handoff-limit"), 1, "{}", again.0);
+    assert_eq!(again.total("tx_packets"), 0, "nothing may leave: {}", again.0);
+    let o = app.stop(LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
