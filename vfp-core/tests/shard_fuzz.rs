@@ -1,4 +1,4 @@
-//! Mutated traffic through one or two shards running the bundled
+//! Mutated traffic through one to three shards running the bundled
 //! example policy (stateful ACL, SNAT and VXLAN encap outbound, decap and
 //! a DNAT port forward inbound): UDP, TCP with any flags, ICMP echo and
 //! ICMP errors quoting what a flow sent, with bytes flipped, frames cut or
@@ -196,7 +196,7 @@ proptest! {
     #[test]
     fn mutated_traffic_gets_a_verdict_and_is_counted_once(
         events in prop::collection::vec(event(), 1..40),
-        nshards in 1usize..3,
+        nshards in 1usize..4,
     ) {
         let nat = std::sync::Arc::new(vfp_core::action::nat::NatPorts::new());
         let text = example("acl-snat-vxlan.toml");
