@@ -185,6 +185,12 @@ impl Shard {
         self.stats.count_drop(reason);
     }
 
+    /// Live redirect entries: keys this shard owns whose pair another
+    /// shard holds.
+    pub fn redirect_count(&self) -> usize {
+        self.table.redirect_count()
+    }
+
     /// Live flow pairs.
     pub fn len(&self) -> usize {
         self.table.len()

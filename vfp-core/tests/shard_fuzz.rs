@@ -247,5 +247,25 @@ proptest! {
             total += st.forwarded.get() + st.l2_forwarded.get() + st.redirects_out.get() + drops;
         }
         prop_assert_eq!(total, runs);
+
+        // Long after the last packet every pair has expired, every SNAT
+        // port is back and no shard holds a redirect.
+        now += 3 * 3600 * SEC;
+        for s in shards.iter_mut() {
+            s.expire(now, 4096);
+        }
+        for from in 0..shards.len() {
+            let msgs: Vec<ShardMsg> = shards[from].outbox().drain(..).collect();
+            for m in msgs {
+                shards[m.to()].deliver(m);
+            }
+        }
+        for s in &shards {
+            prop_assert_eq!(s.len(), 0);
+            prop_assert_eq!(s.redirect_count(), 0);
+            prop_assert_eq!(s.stats().flows_active.get(), 0);
+        }
+        let slot = nat.slot_of(PUB).expect("the SNAT address is registered");
+        prop_assert_eq!(nat.in_use(slot), 0);
     }
 }
