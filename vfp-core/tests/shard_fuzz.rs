@@ -3,11 +3,13 @@
 //! a DNAT port forward inbound): UDP, TCP with any flags, ICMP echo and
 //! ICMP errors quoting what a flow sent, with bytes flipped, frames cut or
 //! padded, fragment bits set, policy reloads and expiry sweeps in
-//! between. Whatever arrives, each shard returns a verdict (never a
+//! between, the shards' messages to each other sometimes held back.
+//! Whatever arrives, each shard returns a verdict (never a
 //! panic), every run is counted exactly once (forwarded, redirected or
 //! dropped by reason), a forwarded frame stays inside its buffer, and an
 //! intact packet that is forwarded comes out with valid IPv4 and L4
-//! checksums, outer and inner.
+//! checksums, outer and inner; long after, nothing is left held (pairs,
+//! SNAT ports, redirects).
 
 mod shard_support;
 
@@ -50,6 +52,10 @@ struct Event {
     op: u8,
     /// Processed with the look-ahead's hint, as in a burst.
     hinted: bool,
+    /// The shards' messages are delivered after each run of this packet;
+    /// otherwise they wait (lcores read their message queues once a loop
+    /// iteration, so a packet can overtake a redirect install).
+    deliver: bool,
 }
 
 fn event() -> impl Strategy<Value = Event> {
@@ -69,8 +75,9 @@ fn event() -> impl Strategy<Value = Event> {
         prop_oneof![8 => Just(0u16), 2 => Just(0x2000u16), 1 => Just(0x2003u16), 1 => Just(0x0003u16), 1 => any::<u16>()],
         prop_oneof![18 => Just(0u8), 1 => Just(1u8), 1 => Just(2u8)],
         any::<bool>(),
+        prop_oneof![3 => Just(true), 1 => Just(false)],
     )
-        .prop_map(|(flow, inbound, kind, flips, cut, grow, frag, op, hinted)| Event {
+        .prop_map(|(flow, inbound, kind, flips, cut, grow, frag, op, hinted, deliver)| Event {
             flow,
             inbound,
             kind,
@@ -80,6 +87,7 @@ fn event() -> impl Strategy<Value = Event> {
             frag,
             op,
             hinted,
+            deliver,
         })
 }
 
@@ -140,9 +148,19 @@ fn frame_for(e: &Event, last_out: &Option<Vec<u8>>) -> Vec<u8> {
     f
 }
 
+/// Every message every shard has for another, in each sender's order.
+fn deliver_all(shards: &mut [Shard]) {
+    for from in 0..shards.len() {
+        let msgs: Vec<ShardMsg> = shards[from].outbox().drain(..).collect();
+        for m in msgs {
+            shards[m.to()].deliver(m);
+        }
+    }
+}
+
 /// Runs `pkt` (arrived on `vport`) on shard `at` as pmd-app's workers
 /// would: a redirect hands it to the shard named, with `may_redirect`
-/// false; messages are delivered after every run. Returns the last
+/// false; messages are delivered after every run if `e.deliver`. Returns the last
 /// verdict, the frame's bytes and how many shard runs it took; None when
 /// the packet does not parse (the app drops it before any decision).
 fn run_on(
@@ -151,7 +169,7 @@ fn run_on(
     pkt: &[u8],
     vport: u16,
     now: u64,
-    hinted: bool,
+    e: &Event,
 ) -> Option<(Verdict, Vec<u8>, u64)> {
     let mut parsed = parse(pkt).ok()?;
     parsed.key.vport = vport;
@@ -163,7 +181,7 @@ fn run_on(
         buf[HEADROOM..].copy_from_slice(pkt);
         let mut frame = Frame::new(&mut buf, HEADROOM, pkt.len()).unwrap();
         // The app looks every packet of a burst up ahead in its shard.
-        let hint = if hinted {
+        let hint = if e.hinted {
             shards[at].look_ahead(hash)
         } else {
             Hint::NONE
@@ -171,11 +189,8 @@ fn run_on(
         let v = shards[at].process_hinted(&mut frame, &parsed, hash, hint, now, may_redirect);
         runs += 1;
         assert!(frame.start() + frame.len() <= HEADROOM + pkt.len());
-        for from in 0..shards.len() {
-            let msgs: Vec<ShardMsg> = shards[from].outbox().drain(..).collect();
-            for m in msgs {
-                shards[m.to()].deliver(m);
-            }
+        if e.deliver {
+            deliver_all(shards);
         }
         match v {
             // Handed on at most twice, as pmd-app does (`MAX_HANDOFFS`):
@@ -223,7 +238,7 @@ proptest! {
             // Which lcore the packet reaches: not necessarily its owner.
             let at = usize::from(e.flow + u8::from(e.inbound)) % nshards;
             let vport = if e.inbound { WAN } else { VM };
-            let Some((v, out, n)) = run_on(&mut shards, at, &pkt, vport, now, e.hinted) else { continue };
+            let Some((v, out, n)) = run_on(&mut shards, at, &pkt, vport, now, e) else { continue };
             runs += n;
             // What the shard forwards of an intact packet (its checksums
             // right) is intact: outer and inner IPv4 and L4 checksums.
@@ -251,15 +266,11 @@ proptest! {
         // Long after the last packet every pair has expired, every SNAT
         // port is back and no shard holds a redirect.
         now += 3 * 3600 * SEC;
+        deliver_all(&mut shards);
         for s in shards.iter_mut() {
             s.expire(now, 4096);
         }
-        for from in 0..shards.len() {
-            let msgs: Vec<ShardMsg> = shards[from].outbox().drain(..).collect();
-            for m in msgs {
-                shards[m.to()].deliver(m);
-            }
-        }
+        deliver_all(&mut shards);
         for s in &shards {
             prop_assert_eq!(s.len(), 0);
             prop_assert_eq!(s.redirect_count(), 0);
