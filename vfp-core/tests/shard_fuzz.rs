@@ -6,7 +6,9 @@
 //! between, the shards' messages to each other sometimes held back.
 //! Whatever arrives, each shard returns a verdict (never a
 //! panic), every run is counted exactly once (forwarded, redirected or
-//! dropped by reason), a forwarded frame stays inside its buffer, and an
+//! dropped by reason), a forwarded frame stays inside its buffer, nothing
+//! reaches the VM from outside that is not a reply to a connection the VM
+//! opened (or the port forward, an ICMP error, a later fragment), and an
 //! intact packet that is forwarded comes out with valid IPv4 and L4
 //! checksums, outer and inner; long after, nothing is left held (pairs,
 //! SNAT ports, redirects).
@@ -148,6 +150,19 @@ fn frame_for(e: &Event, last_out: &Option<Vec<u8>>) -> Vec<u8> {
     f
 }
 
+/// The key of a forwarded inbound frame that the stateful ACL must have
+/// matched to a connection: None for what is let in on other grounds (not
+/// IP, a later fragment, an ICMP error, the DNAT port forward's backends).
+fn admitted_unsolicited(out: &[u8]) -> Option<vfp_core::flow::key::FlowKey> {
+    let p = parse(out).ok()?;
+    let k = p.key;
+    let icmp_error = k.proto == 1 && out.get(usize::from(p.l4_off)).is_some_and(|t| ![0, 8].contains(t));
+    let backend = k.proto == 6
+        && ((k.dst[12..] == [10, 1, 0, 4] && k.dst_port == 22) || (k.dst[12..] == [10, 1, 0, 5] && k.dst_port == 2200));
+    let plain = matches!(p.l3, vfp_core::parse::L3::Ipv4) && p.fragment != vfp_core::parse::Fragment::Later;
+    (plain && !icmp_error && !backend).then_some(k)
+}
+
 /// Every message every shard has for another, in each sender's order.
 fn deliver_all(shards: &mut [Shard]) {
     for from in 0..shards.len() {
@@ -218,6 +233,8 @@ proptest! {
         let other = text.replace("1024-65535", "30000-30010").replace("10.1.0.4:22", "10.1.0.5:2200");
         let mut shards: Vec<Shard> = (0..nshards).map(|i| shard(policy(&text, 1), &nat, i, nshards)).collect();
         let mut last: [Option<Vec<u8>>; 4] = Default::default();
+        // 5-tuples of what the VM sent that was forwarded.
+        let mut opened = std::collections::HashSet::new();
         let (mut runs, mut generation, mut now) = (0u64, 1u64, 0u64);
         for e in &events {
             now += 1_000_000;
@@ -252,7 +269,20 @@ proptest! {
                 }
             }
             if let (Verdict::Forward { .. }, false) = (v, e.inbound) {
+                if let Ok(p) = parse(&pkt) {
+                    let k = p.key;
+                    opened.insert((k.src, k.src_port, k.dst, k.dst_port, k.proto));
+                }
                 last[usize::from(e.flow)] = Some(out);
+            } else if let Verdict::Forward { .. } = v {
+                // The stateful ACL: what comes in and reaches the VM is a
+                // reply to a connection the VM opened, or the port forward.
+                if let Some(k) = admitted_unsolicited(&out) {
+                    prop_assert!(
+                        opened.contains(&(k.dst, k.dst_port, k.src, k.src_port, k.proto)),
+                        "inbound {k:?} forwarded without an outbound connection: {e:?}"
+                    );
+                }
             }
         }
         let mut total = 0;
