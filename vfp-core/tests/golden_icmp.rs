@@ -579,6 +579,8 @@ mod differential {
             with_csum in any::<bool>(),
             cut in 28usize..120,
         ) {
+            // UDP to the VXLAN port is a tunnel to the parser, not this case.
+            prop_assume!(proto == 6 || sport != 4789);
             let nat = Arc::new(NatPorts::new());
             let mut s = snat_shard(&nat);
             let seg = if proto == 6 {
