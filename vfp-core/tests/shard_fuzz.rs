@@ -19,7 +19,7 @@ use proptest::prelude::*;
 use shard_support::*;
 use vfp_core::frame::Frame;
 use vfp_core::parse::parse;
-use vfp_core::shard::{Hint, Shard, ShardMsg, Verdict};
+use vfp_core::shard::{DropReason, Hint, Shard, ShardMsg, Verdict};
 
 const GW: [u8; 4] = [192, 0, 2, 254];
 const ME: [u8; 4] = [192, 0, 2, 1];
@@ -47,7 +47,8 @@ struct Event {
     cut: Option<prop::sample::Index>,
     /// 7-byte steps of padding added at the end.
     grow: usize,
-    /// IPv4 flags and fragment offset of the outermost header.
+    /// IPv4 flags and fragment offset of the tenant frame (inside the
+    /// tunnel for inbound frames; flips reach the outer header).
     frag: u16,
     /// Before the packet: 1 reloads the policy (another SNAT range and
     /// DNAT backend), 2 lets time pass and sweeps the table.
@@ -233,7 +234,7 @@ proptest! {
         let other = text.replace("1024-65535", "30000-30010").replace("10.1.0.4:22", "10.1.0.5:2200");
         let mut shards: Vec<Shard> = (0..nshards).map(|i| shard(policy(&text, 1), &nat, i, nshards)).collect();
         let mut last: [Option<Vec<u8>>; 4] = Default::default();
-        // 5-tuples of what the VM sent that was forwarded.
+        // 5-tuples the VM sent that the policy did not deny.
         let mut opened = std::collections::HashSet::new();
         let (mut runs, mut generation, mut now) = (0u64, 1u64, 0u64);
         for e in &events {
@@ -268,11 +269,15 @@ proptest! {
                     check_ipv4(&out, 50 + 14);
                 }
             }
-            if let (Verdict::Forward { .. }, false) = (v, e.inbound) {
+            if !e.inbound && v != Verdict::Drop(DropReason::PolicyDeny) {
+                // Maybe a connection: a first packet that the policy
+                // admits opens one even if a later step drops it (TTL).
                 if let Ok(p) = parse(&pkt) {
                     let k = p.key;
                     opened.insert((k.src, k.src_port, k.dst, k.dst_port, k.proto));
                 }
+            }
+            if let (Verdict::Forward { .. }, false) = (v, e.inbound) {
                 last[usize::from(e.flow)] = Some(out);
             } else if let Verdict::Forward { .. } = v {
                 // The stateful ACL: what comes in and reaches the VM is a
