@@ -14,28 +14,13 @@
 
 mod common;
 use common::live::*;
+use common::netns::TCP_POLICY;
 use common::*;
 use std::process::Command;
 use std::time::Duration;
 use vfp_core::flow::key::{proto, v4_mapped, FlowKey};
 
 const LIMIT: Duration = Duration::from_secs(20);
-
-/// Everything but TCP out of the VM is denied.
-const TCP_ONLY: &str = r#"
-[[layers]]
-name = "acl"
-default = "deny"
-
-[[layers.groups]]
-
-[[layers.groups.rules]]
-id = 1
-priority = 1
-direction = "out"
-proto = "tcp"
-action = "allow"
-"#;
 
 /// A veth pair in this namespace without IPv6 (no router solicitations
 /// or MLD reports on it), up; deleted when dropped.
@@ -103,7 +88,8 @@ fn a_later_fragment_is_not_passed_round_between_lcores() {
     traffic(&["udp-frag", &later, "--sport", &p1, "--ip-id", "77", "--later"]);
 
     let pol = d.path("policy.toml");
-    std::fs::write(&pol, TCP_ONLY).unwrap();
+    // The VM may open TCP connections only: UDP out is denied.
+    std::fs::write(&pol, TCP_POLICY).unwrap();
     let mut eal = eal_base("hlim", "0-1");
     eal.extend(strings(&[
         "--vdev",
