@@ -229,6 +229,27 @@ fn malformed_frames_are_counted_never_forwarded_and_good_ones_still_flow() {
     assert!(r.fates.vm_in.last().map(|s| s == "wan").unwrap_or(false));
 }
 
+/// Mutated traffic on both vports (tests/helpers/pipeline.py gen_mutated:
+/// the VM's UDP, TCP and ICMP and tunnelled replies, half of it with
+/// bytes overwritten, cut, padded or fragment bits set) through two
+/// workers, one rx queue per port, so packets of flows the other worker
+/// owns are handed over: a clean exit with every mbuf back and rx = tx +
+/// drops on every counter (run_pcap checks those), some of it forwarded
+/// and some dropped.
+#[test]
+fn mutated_traffic_on_two_lcores_is_accounted_for() {
+    let policy = repo_root().join("examples/acl-snat-vxlan.toml");
+    let r = run_pcap("mut", "mutated", policy.to_str().unwrap(), "0-1");
+    let s = &r.stats;
+    assert!(s.lcore_sum("tx_packets") > 0, "{}", s.pretty());
+    assert!(s.total_drops() > 0, "{}", s.pretty());
+    assert!(
+        s.engine("redirects-out") > 0,
+        "no packet was handed over\n{}",
+        s.pretty()
+    );
+}
+
 #[test]
 fn multi_segment_frames_are_counted_as_such_and_others_still_flow() {
     let allow_all = repo_root().join("examples/allow-all.toml");

@@ -7,8 +7,8 @@ Debian's /usr/bin/python3 (python3-scapy).
       Writes DIR/vm_in.pcap and DIR/wan_in.pcap (what the app reads on the
       vm and wan vports) and DIR/fates.json: for every input packet, in
       file order, where it must come out ("vm", "wan") or the drop reason
-      it must be counted under. Scenarios: acl, ttl, malformed, dnat,
-      snat-exhaust.
+      it must be counted under ("any" when unknown). Scenarios: acl, ttl,
+      malformed, dnat, snat-exhaust, jumbo, vxlan-sizes, mutated.
 
   pipeline.py drive SCENARIO DIR --vm IFACE --wan IFACE [--timeout S]
       Talks to a running pmd-app through the kernel side of two
@@ -704,9 +704,54 @@ def drive_multiq(dr, conns=64):
     dr.extra["data_in"] = t4
 
 
+def gen_mutated(g, count=3000, seed=15):
+    """Mutated traffic for examples/acl-snat-vxlan.toml on both sides: the
+    VM's UDP, TCP and ICMP (echo and errors) and tunnelled replies to its
+    SNAT address, every other frame with bytes overwritten, cut short,
+    padded or turned into a fragment. Fates are unknown ("any"): the test
+    asserts a clean exit and balanced counters only."""
+    rnd = random.Random(seed)
+    o = out_eth()
+    for n in range(count):
+        vm = "10.1.0.%d" % (4 + n % 4)
+        peer = "198.51.100.%d" % (7 + n % 3)
+        kind = rnd.randrange(5)
+        if kind == 0:
+            l4 = UDP(sport=40000 + n % 8, dport=53)
+        elif kind == 1:
+            l4 = TCP(sport=40000 + n % 8, dport=443, flags=rnd.choice(["S", "A", "PA", "FA", "R", "SA"]))
+        elif kind == 2:
+            l4 = ICMP(type=8, id=n % 8, seq=n)
+        elif kind == 3:
+            l4 = ICMP(type=3, code=4) / IP(src="203.0.113.10", dst=peer) / UDP(sport=1024 + n % 64, dport=53)
+        else:
+            l4 = UDP(sport=53, dport=1024 + rnd.randrange(64512))
+        payload = Raw(bytes(rnd.randrange(256) for _ in range(rnd.randrange(0, 64))))
+        inbound = kind == 4 or (kind == 3 and rnd.random() < 0.5)
+        if inbound:
+            frame = bytearray(bytes(vxlan(5001, "192.0.2.254", "192.0.2.1",
+                                          Ether(src=NET_MAC, dst=NET_GW_MAC) /
+                                          IP(src=peer, dst="203.0.113.10") / l4 / payload)))
+        else:
+            frame = bytearray(bytes(o / IP(src=vm, dst=peer) / l4 / payload))
+        r = rnd.random()
+        if r < 0.3:
+            for _ in range(rnd.randrange(1, 4)):
+                frame[rnd.randrange(len(frame))] = rnd.randrange(256)
+        elif r < 0.4:
+            frame = frame[:rnd.randrange(len(frame) + 1)]
+        elif r < 0.45:
+            frame += bytes(rnd.randrange(1, 40))
+        elif r < 0.55 and len(frame) > 22:
+            ip = 64 if inbound else 14
+            if len(frame) > ip + 8:
+                frame[ip + 6:ip + 8] = struct.pack("!H", rnd.choice([0x2000, 0x0003, 0x2005]))
+        g.add_raw("wan" if inbound else "vm", bytes(frame), "any")
+
+
 GENS = {"acl": gen_acl, "ttl": gen_ttl, "malformed": gen_malformed, "dnat": gen_dnat, "jumbo": gen_jumbo,
         "vxlan-sizes": gen_vxlan_sizes,
-        "snat-exhaust": gen_snat_exhaust}
+        "snat-exhaust": gen_snat_exhaust, "mutated": gen_mutated}
 DRIVES = {"stateful": drive_stateful, "snat": drive_snat, "vxlan": drive_vxlan, "dnat": drive_dnat,
           "multiq": drive_multiq}
 
