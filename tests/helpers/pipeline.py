@@ -739,7 +739,8 @@ def gen_mutated(g, count=3000, seed=15):
             for _ in range(rnd.randrange(1, 4)):
                 frame[rnd.randrange(len(frame))] = rnd.randrange(256)
         elif r < 0.4:
-            frame = frame[:rnd.randrange(len(frame) + 1)]
+            # At least a byte: the pcap PMD need not deliver an empty record.
+            frame = frame[:rnd.randrange(1, len(frame) + 1)]
         elif r < 0.45:
             frame += bytes(rnd.randrange(1, 40))
         elif r < 0.55 and len(frame) > 22:
