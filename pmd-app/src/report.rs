@@ -41,6 +41,10 @@ pub struct LcoreRow {
     pub cycles_per_packet: f64,
     pub idle_ratio: f64,
     pub flows: u64,
+    /// Packets this lcore handed to another one to process or transmit,
+    /// and packets handed to it.
+    pub handoff_out: u64,
+    pub handoff_in: u64,
     pub drops: BTreeMap<String, u64>,
     #[serde(skip)]
     busy_cycles: u64,
@@ -127,6 +131,8 @@ impl Snapshot {
                 busy_packets: s.busy_packets.get(),
                 rx_bytes: s.rx_bytes.get(),
                 tx_bytes: s.tx_bytes.get(),
+                handoff_out: s.handoff_out.get(),
+                handoff_in: s.handoff_in.get(),
                 ..LcoreRow::default()
             };
             for d in AppDrop::ALL {

@@ -140,6 +140,13 @@ fn a_later_fragment_is_not_passed_round_between_lcores() {
     assert_eq!(redirects(&again), 5, "{}", again.0);
     assert_eq!(again.drop_count("handoff-limit"), 1, "{}", again.0);
     assert_eq!(again.total("tx_packets"), 0, "nothing may leave: {}", again.0);
+    // Four hand-offs between the two lcores: F1, F2 and the later
+    // fragment's two.
+    let lcores = |k: &str| -> u64 {
+        let rows = again.0["lcores"].as_array().cloned().unwrap_or_default();
+        rows.iter().map(|r| r[k].as_u64().unwrap_or(0)).sum()
+    };
+    assert_eq!((lcores("handoff_out"), lcores("handoff_in")), (4, 4), "{}", again.0);
     let o = app.stop(LIMIT);
     assert_eq!(o.code(), 0, "{}", o.all());
     assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
