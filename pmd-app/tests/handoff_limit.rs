@@ -23,30 +23,15 @@ use vfp_core::flow::key::{proto, v4_mapped, FlowKey};
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// A veth pair in this namespace without IPv6 (no router solicitations
-/// or MLD reports on it), up; deleted when dropped.
-struct Veth(String);
-
-impl Veth {
-    fn new(a: &str, b: &str) -> Veth {
-        let _ = Command::new("ip").args(["link", "del", a]).output();
-        run(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
-        for i in [a, b] {
-            run(&["sysctl", "-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
-            run(&["ip", "link", "set", i, "up"]);
-        }
-        Veth(a.to_string())
+/// or MLD reports on it), up; deleted by `clean`.
+fn veth(clean: &mut Cleanup, a: &str, b: &str) {
+    let _ = Command::new("ip").args(["link", "del", a]).output();
+    sh(&["ip", "link", "add", a, "type", "veth", "peer", "name", b]);
+    clean.on_drop(&["ip", "link", "del", a]);
+    for i in [a, b] {
+        sh(&["sysctl", "-qw", &format!("net.ipv6.conf.{i}.disable_ipv6=1")]);
+        sh(&["ip", "link", "set", i, "up"]);
     }
-}
-
-impl Drop for Veth {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["link", "del", &self.0]).output();
-    }
-}
-
-fn run(argv: &[&str]) {
-    let o = Command::new(argv[0]).args(&argv[1..]).output().expect("spawn");
-    assert!(o.status.success(), "{argv:?}: {}", String::from_utf8_lossy(&o.stderr));
 }
 
 /// A source port whose flow (10.1.0.4:port -> 198.51.100.7:53, UDP) worker
@@ -77,8 +62,9 @@ fn a_later_fragment_is_not_passed_round_between_lcores() {
         format!("hl{tag}b0"),
         format!("hl{tag}b1"),
     );
-    let _va = Veth::new(&a0, &a1);
-    let _vb = Veth::new(&b0, &b1);
+    let mut clean = Cleanup::default();
+    veth(&mut clean, &a0, &a1);
+    veth(&mut clean, &b0, &b1);
     // F1 arrives on worker 0 (queue 0, veth a) and belongs to worker 1;
     // F2 the other way round; L follows F1 on worker 0.
     let (f1, f2, later) = (d.path("f1.pcap"), d.path("f2.pcap"), d.path("later.pcap"));

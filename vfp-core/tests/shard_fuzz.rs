@@ -17,6 +17,7 @@ mod shard_support;
 
 use proptest::prelude::*;
 use shard_support::*;
+use vfp_core::action::nat::NatPorts;
 use vfp_core::frame::Frame;
 use vfp_core::parse::parse;
 use vfp_core::shard::{DropReason, Hint, Shard, ShardMsg, Verdict};
@@ -178,6 +179,37 @@ fn reloaded(text: &str) -> String {
         .replace("10.1.0.4:22", "10.1.0.5:2200")
 }
 
+/// What an event's `op` does before its packet (or its burst), on every
+/// shard: 1 reloads the policy, `texts` in turn (the example, then
+/// [`reloaded`]), registered with each NAT table first; 2 lets 70 s pass
+/// and sweeps.
+fn apply_op(
+    op: u8,
+    texts: &[String; 2],
+    nats: &[&NatPorts],
+    shards: &mut [Shard],
+    generation: &mut u64,
+    now: &mut u64,
+) {
+    match op {
+        1 => {
+            *generation += 1;
+            let p = policy(&texts[usize::from(generation.is_multiple_of(2))], *generation);
+            for nat in nats {
+                nat.register_policy(&p).expect("nat addresses register");
+            }
+            shards.iter_mut().for_each(|s| s.set_policy(p.clone()));
+        }
+        2 => {
+            *now += 70 * SEC;
+            for s in shards.iter_mut() {
+                s.expire(*now, 4096);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Every message every shard has for another, in each sender's order.
 fn deliver_all(shards: &mut [Shard]) {
     for from in 0..shards.len() {
@@ -243,9 +275,9 @@ proptest! {
         events in prop::collection::vec(event(), 1..40),
         nshards in 1usize..4,
     ) {
-        let nat = std::sync::Arc::new(vfp_core::action::nat::NatPorts::new());
+        let nat = std::sync::Arc::new(NatPorts::new());
         let text = example("acl-snat-vxlan.toml");
-        let other = reloaded(&text);
+        let texts = [text.clone(), reloaded(&text)];
         let mut shards: Vec<Shard> = (0..nshards).map(|i| shard(policy(&text, 1), &nat, i, nshards)).collect();
         let mut last: [Option<Vec<u8>>; 4] = Default::default();
         // 5-tuples the VM sent that the policy did not deny.
@@ -253,19 +285,7 @@ proptest! {
         let (mut runs, mut generation, mut now) = (0u64, 1u64, 0u64);
         for e in &events {
             now += 1_000_000;
-            match e.op {
-                1 => {
-                    generation += 1;
-                    let p = policy(if generation.is_multiple_of(2) { &other } else { &text }, generation);
-                    nat.register_policy(&p).expect("nat addresses register");
-                    shards.iter_mut().for_each(|s| s.set_policy(p.clone()));
-                }
-                2 => {
-                    now += 70 * SEC;
-                    shards.iter_mut().for_each(|s| { s.expire(now, 4096); });
-                }
-                _ => {}
-            }
+            apply_op(e.op, &texts, &[&nat], &mut shards, &mut generation, &mut now);
             let pkt = frame_for(e, &last[usize::from(e.flow)]);
             // Which lcore the packet reaches: not necessarily its owner.
             let at = usize::from(e.flow + u8::from(e.inbound)) % nshards;
@@ -328,10 +348,6 @@ proptest! {
         let slot = nat.slot_of(PUB).expect("the SNAT address is registered");
         prop_assert_eq!(nat.in_use(slot), 0);
     }
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     /// Bursts as the app processes them: every packet looked up ahead
     /// before the first is processed. The hinted shard and a twin that
@@ -344,53 +360,31 @@ proptest! {
         burst in 1usize..9,
     ) {
         let text = example("acl-snat-vxlan.toml");
-        let other = reloaded(&text);
-        let nats = [(); 2].map(|_| std::sync::Arc::new(vfp_core::action::nat::NatPorts::new()));
+        let texts = [text.clone(), reloaded(&text)];
+        let nats = [(); 2].map(|_| std::sync::Arc::new(NatPorts::new()));
         let mut twins = [0, 1].map(|i| shard(policy(&text, 1), &nats[i], 0, 1));
         let mut last: [Option<Vec<u8>>; 4] = Default::default();
         let (mut generation, mut now) = (1u64, 0u64);
         for chunk in events.chunks(burst) {
             now += 1_000_000;
-            match chunk[0].op {
-                1 => {
-                    generation += 1;
-                    for (s, nat) in twins.iter_mut().zip(&nats) {
-                        let p = policy(if generation.is_multiple_of(2) { &other } else { &text }, generation);
-                        nat.register_policy(&p).expect("nat addresses register");
-                        s.set_policy(p);
-                    }
-                }
-                2 => {
-                    now += 70 * SEC;
-                    twins.iter_mut().for_each(|s| { s.expire(now, 4096); });
-                }
-                _ => {}
-            }
-            let pkts: Vec<(&Event, Vec<u8>, vfp_core::parse::Parsed)> = chunk
+            apply_op(chunk[0].op, &texts, &[&nats[0], &nats[1]], &mut twins, &mut generation, &mut now);
+            let pkts: Vec<(&Event, Vec<u8>, u16, u64)> = chunk
                 .iter()
                 .filter_map(|e| {
                     let pkt = frame_for(e, &last[usize::from(e.flow)]);
                     let vport = if e.inbound { WAN } else { VM };
-                    let mut p = parse(&pkt).ok()?;
-                    p.key.vport = vport;
-                    p.key.dir = vports()[usize::from(vport)].role.direction();
-                    Some((e, pkt, p))
+                    parse(&pkt).ok()?;
+                    let hash = parsed_for(&pkt, vport).key.table_hash();
+                    Some((e, pkt, vport, hash))
                 })
                 .collect();
-            let hints: Vec<Hint> = pkts.iter().map(|(_, _, p)| twins[0].look_ahead(p.key.table_hash())).collect();
-            for ((e, pkt, p), hint) in pkts.iter().zip(hints) {
-                let hash = p.key.table_hash();
-                let mut outs = Vec::new();
-                for (s, hint) in twins.iter_mut().zip([hint, Hint::NONE]) {
-                    let mut buf = vec![0u8; HEADROOM + pkt.len()];
-                    buf[HEADROOM..].copy_from_slice(pkt);
-                    let mut frame = Frame::new(&mut buf, HEADROOM, pkt.len()).unwrap();
-                    let v = s.process_hinted(&mut frame, p, hash, hint, now, true);
-                    outs.push((v, frame.data().to_vec()));
-                }
-                prop_assert_eq!(&outs[0], &outs[1]);
-                if let (Verdict::Forward { .. }, false) = (outs[0].0, e.inbound) {
-                    last[usize::from(e.flow)] = Some(outs[0].1.clone());
+            let hints: Vec<Hint> = pkts.iter().map(|(_, _, _, hash)| twins[0].look_ahead(*hash)).collect();
+            for ((e, pkt, vport, _), hint) in pkts.iter().zip(hints) {
+                let hinted = run_hinted(&mut twins[0], pkt, *vport, hint, now, true);
+                let plain = run_hinted(&mut twins[1], pkt, *vport, Hint::NONE, now, true);
+                prop_assert_eq!(&hinted, &plain);
+                if let (Verdict::Forward { .. }, false) = (hinted.0, e.inbound) {
+                    last[usize::from(e.flow)] = Some(hinted.1);
                 }
             }
         }
