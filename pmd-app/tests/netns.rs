@@ -310,7 +310,7 @@ fn udp_datagrams_larger_than_the_mtu(tag: &str, lcores: &str) {
     // worker 0 (the taps' only queue) must hand every fragment over.
     let workers = if lcores.contains('-') { 2 } else { 1 };
     let sport = (30000u16..)
-        .find(|&p| udp_key(A_IP, p, B_IP, 5353).owner(workers) == workers - 1)
+        .find(|&p| v4_key(17, A_IP, p, B_IP, 5353).owner(workers) == workers - 1)
         .unwrap()
         .to_string();
     let mut send = topo.a.ns.tcp_stream(
@@ -349,19 +349,4 @@ fn udp_datagrams_larger_than_the_mtu(tag: &str, lcores: &str) {
     }
     let o = app.stop(Duration::from_secs(30));
     assert_eq!(o.code(), 0, "{}", o.all());
-}
-
-/// The flow key of a UDP packet from `src:sp` to `dst:dp` (for its owner).
-fn udp_key(src: &str, sp: u16, dst: &str, dp: u16) -> vfp_core::flow::key::FlowKey {
-    use vfp_core::flow::key::{v4_mapped, FlowKey, NO_VNI};
-    let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
-    FlowKey {
-        src: ip(src),
-        dst: ip(dst),
-        src_port: sp,
-        dst_port: dp,
-        proto: 17,
-        vni: NO_VNI,
-        ..FlowKey::default()
-    }
 }

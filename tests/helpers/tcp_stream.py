@@ -4,7 +4,7 @@ tests (run inside a network namespace with `ip netns exec`).
 
   tcp_stream.py server --bind IP --port P [--progress BYTES] [--timeout S]
   tcp_stream.py client --connect IP --port P (--bytes N | --until-stdin-eof)
-                       [--seed S] [--rate-mbps R] [--timeout S]
+                       [--sport P] [--seed S] [--rate-mbps R] [--timeout S]
   tcp_stream.py probe  --connect IP --port P [--timeout S]
   tcp_stream.py announce --iface DEV --ip IP     one gratuitous ARP from DEV
   tcp_stream.py udp-echo --bind IP --port P [--timeout S]
@@ -111,6 +111,9 @@ def client(a):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.settimeout(a.timeout)
     try:
+        if a.sport:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("", a.sport))
         s.connect((a.connect, a.port))
     except OSError as e:
         fail(e)
@@ -251,6 +254,7 @@ def main():
     g = cl.add_mutually_exclusive_group(required=True)
     g.add_argument("--bytes", type=int)
     g.add_argument("--until-stdin-eof", action="store_true")
+    cl.add_argument("--sport", type=int, default=0)
     cl.add_argument("--seed", type=int, default=1)
     cl.add_argument("--rate-mbps", type=float, default=0)
     cl.add_argument("--progress", type=int, default=0)

@@ -423,6 +423,14 @@ impl Stats {
     pub fn switches(&self) -> Vec<Value> {
         self.0["switches"].as_array().cloned().unwrap_or_default()
     }
+    /// A counter of the lcore row of worker `w` (0 when there is none).
+    pub fn worker_counter(&self, w: u64, counter: &str) -> u64 {
+        self.0["lcores"]
+            .as_array()
+            .and_then(|ls| ls.iter().find(|l| l["worker"] == w))
+            .and_then(|l| l[counter].as_u64())
+            .unwrap_or(0)
+    }
 }
 
 /// The entry of `vport` in a `status` result.

@@ -437,3 +437,21 @@ pub fn af_packet_args(iface: &str, qpairs: u16) -> String {
         format!("iface={iface}")
     }
 }
+
+/// The flow key of an IPv4 packet of `proto` from `src:sp` to `dst:dp`,
+/// to ask which worker owns its connection ([`FlowKey::owner`]).
+///
+/// [`FlowKey::owner`]: vfp_core::flow::key::FlowKey::owner
+pub fn v4_key(proto: u8, src: &str, sp: u16, dst: &str, dp: u16) -> vfp_core::flow::key::FlowKey {
+    use vfp_core::flow::key::{v4_mapped, FlowKey, NO_VNI};
+    let ip = |a: &str| v4_mapped(a.parse::<std::net::Ipv4Addr>().unwrap().octets());
+    FlowKey {
+        src: ip(src),
+        dst: ip(dst),
+        src_port: sp,
+        dst_port: dp,
+        proto,
+        vni: NO_VNI,
+        ..FlowKey::default()
+    }
+}
