@@ -341,6 +341,22 @@ fn planned_switches_under_traffic_lose_nothing() {
     assert!(n >= 40, "{n} switches logged, 40 made");
 }
 
+/// One stream to B's port `port + i` for each `owners[i]`, from a source
+/// port that makes worker `owners[i]` (of `workers`) own its flow. The
+/// source ports differ: the tests find a flow by A's address.
+fn owned_streams(topo: &Pair, port: u16, owners: &[usize], workers: usize) -> Vec<Stream> {
+    (0..)
+        .zip(owners)
+        .map(|(i, &owner)| {
+            let (sport, port) = (41000 + 100 * i, port + i);
+            let sport = (sport..)
+                .find(|&p| v4_key(6, A_IP, p, B_IP, port).owner(workers) == owner)
+                .unwrap();
+            Stream::open_from(topo, sport, port, 0)
+        })
+        .collect()
+}
+
 /// Item 7 of the module doc. On the fast paths the kernel's fanout puts
 /// a connection's packets on either worker by its own hash; on the soft
 /// paths (taps, one queue) worker 0 receives every packet and must hand
@@ -355,18 +371,8 @@ fn switches_that_move_arrival_lcores_keep_flows_with_their_owners() {
     let app = start_app_on("fs7", &topo, &d, "0-1", 2);
     let baseline = idle_baseline(&app);
 
-    let ports = 5701..5705u16;
     let owners = [0, 1, 0, 1];
-    // Distinct source ports: the tests find a flow by A's address.
-    let mut streams: Vec<Stream> = (0..)
-        .zip(ports.zip(owners))
-        .map(|(i, (port, owner))| {
-            let sport = (41000 + 100 * i..)
-                .find(|&p| v4_key(6, A_IP, p, B_IP, port).owner(2) == owner)
-                .unwrap();
-            Stream::open_from(&topo, sport, port, 0)
-        })
-        .collect();
+    let mut streams = owned_streams(&topo, 5701, &owners, 2);
     for s in streams.iter_mut() {
         s.advance(4 * REPORT);
     }
@@ -425,15 +431,46 @@ fn switches_that_move_arrival_lcores_keep_flows_with_their_owners() {
 
 #[test]
 fn unplanned_removal_fails_over_to_soft_and_back() {
-    let topo = Pair::new("fs2", true);
-    let d = Scratch::new("fs2");
-    let app = start_app("fs2", &topo, &d);
-    let dev = af_packet(0);
-    let devargs = af_packet_args(&topo.a.fast_if, 1);
+    unplanned_removal("fs2", "0", 1);
+}
 
-    let mut stream = Stream::open(&topo, 5201, 0);
-    stream.advance(32 * REPORT);
-    let flow = flow_of(&app, &stream);
+/// The same with two workers and a fast path of two queues, each polled
+/// by its own worker when the device goes away and when it comes back,
+/// and a stream owned by each worker.
+#[test]
+fn unplanned_removal_on_two_workers_fails_over_and_back() {
+    unplanned_removal("fs8", "0-1", 2);
+}
+
+/// `lcores` gives one worker each, and each worker owns one of the
+/// streams; the fast paths have `qpairs` queues.
+fn unplanned_removal(tag: &str, lcores: &str, qpairs: u16) {
+    let topo = Pair::new(tag, true);
+    let d = Scratch::new(tag);
+    let app = start_app_on(tag, &topo, &d, lcores, qpairs);
+    let dev = af_packet(0);
+    let devargs = af_packet_args(&topo.a.fast_if, qpairs);
+
+    let workers = lcores.split(['-', ',']).count();
+    let owners: Vec<usize> = (0..workers).collect();
+    let mut streams = owned_streams(&topo, 5201, &owners, workers);
+    let advance = |streams: &mut Vec<Stream>| {
+        for s in streams.iter_mut() {
+            s.advance(32 * REPORT);
+        }
+    };
+    advance(&mut streams);
+    let flows: Vec<_> = streams.iter().map(|s| flow_of(&app, s)).collect();
+    let same_flows = |streams: &[Stream], when: &str| {
+        for (s, f) in streams.iter().zip(&flows) {
+            assert_eq!(
+                &flow_of(&app, s),
+                f,
+                "the flow of {} changed across the {when}",
+                s.local
+            );
+        }
+    };
     let s0 = Stats(app.ctl(&["stats"]));
 
     // The host takes the VF away under traffic: the device is
@@ -446,21 +483,21 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
     assert_eq!(active_path(&app.ctl(&["status"]), "wan"), "fast");
 
     let s1 = Stats(app.ctl(&["stats"]));
-    stream.advance(32 * REPORT);
+    advance(&mut streams);
     let s2 = Stats(app.ctl(&["stats"]));
     assert!(
         s2.path_counter("vm", "soft", "tx_packets") > s1.path_counter("vm", "soft", "tx_packets"),
         "no transmit on vm's soft path after the failover: {:#}",
         s2.0
     );
-    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+    same_flows(&streams, "failover");
 
     // The VF comes back.
     topo.a.set_fast_link(true);
     app.ctl(&["debug", "plug", &dev, &devargs]);
     wait_vm_active(&app, "fast", "vm fails back to fast by itself", String::new);
     let s3 = Stats(app.ctl(&["stats"]));
-    stream.advance(32 * REPORT);
+    advance(&mut streams);
     let s4 = Stats(app.ctl(&["stats"]));
     assert!(
         s4.path_counter("vm", "fast", "tx_packets") > s3.path_counter("vm", "fast", "tx_packets"),
@@ -472,7 +509,7 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
         s3.path_counter("vm", "soft", "tx_packets"),
         "vm still transmits on soft after the failback"
     );
-    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failback");
+    same_flows(&streams, "failback");
 
     // Both switches logged, with their causes.
     let sw = s4.switches();
@@ -493,7 +530,9 @@ fn unplanned_removal_fails_over_to_soft_and_back() {
         );
     }
 
-    stream.finish();
+    for s in streams {
+        s.finish();
+    }
     stop_clean(app);
 
     // Counters continue across the removal: what the fast device carried
