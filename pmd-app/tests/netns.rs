@@ -11,6 +11,7 @@
 mod common;
 use common::live::*;
 use common::netns::*;
+use common::stream::*;
 use common::*;
 use std::time::Duration;
 
@@ -349,4 +350,165 @@ fn udp_datagrams_larger_than_the_mtu(tag: &str, lcores: &str) {
     }
     let o = app.stop(Duration::from_secs(30));
     assert_eq!(o.code(), 0, "{}", o.all());
+}
+
+/// [`TCP_POLICY`] with one more ACL rule (the VM may send UDP too), which
+/// changes nothing for TCP connections.
+fn policy_with_udp() -> String {
+    let acl_end = "action = \"allow\"\n\n[[layers]]\nname = \"nat\"";
+    assert!(TCP_POLICY.contains(acl_end));
+    TCP_POLICY.replacen(
+        acl_end,
+        "action = \"allow\"\n\n[[layers.groups.rules]]\nid = 11\npriority = 200\n\
+         direction = \"out\"\nvports = [\"vm\"]\nsrc = [\"10.1.0.0/24\"]\nproto = \"udp\"\n\
+         action = \"allow\"\n\n[[layers]]\nname = \"nat\"",
+        1,
+    )
+}
+
+/// [`TCP_POLICY`] allowing the VM's TCP connections to one port only.
+fn policy_for_port(port: u16) -> String {
+    let rule = "proto = \"tcp\"\naction = \"allow\"";
+    assert!(TCP_POLICY.contains(rule));
+    TCP_POLICY.replacen(
+        rule,
+        &format!("proto = \"tcp\"\ndst_ports = [{port}]\naction = \"allow\""),
+        1,
+    )
+}
+
+/// A new connection from A to B's `port`: true if it was established
+/// (the probe connected), false if its SYN went unanswered.
+fn connects(topo: &Pair, port: u16) -> bool {
+    let port = port.to_string();
+    let mut probe = topo.a.ns.tcp_stream(
+        "probe",
+        &["probe", "--connect", B_IP, "--port", &port, "--timeout", "3"],
+    );
+    let (st, ev, err) = probe.wait(Duration::from_secs(30));
+    match st.code() {
+        Some(0) => true,
+        Some(3) => false,
+        _ => panic!("probe to {port}: {st:?} {ev:?} {err}"),
+    }
+}
+
+/// The policy generation of the flow of `s` (the one it was last
+/// compiled under).
+fn flow_generation(app: &App, s: &Stream) -> Option<u64> {
+    let flows = app.ctl(&["flows", "--proto", "tcp", "--limit", "1000"]);
+    flow_list(&flows)
+        .into_iter()
+        .find(|f| f.to_string().contains(&s.local))
+        .and_then(|f| f["generation"].as_u64())
+}
+
+/// Live policy loads under established connections, on two workers with
+/// two queues and a stream owned by each. A load that still allows both
+/// keeps them: the same flow, NAT binding and state, recompiled under the
+/// new generation on their next packets, nothing dropped. A load that
+/// allows one port only keeps that stream (its payload arrives intact)
+/// and removes the other's flow on its next packet, counted as
+/// policy-deny; a new connection to that port is refused, one to the
+/// allowed port admitted. Loading the first policy again admits new
+/// connections to both.
+#[test]
+fn policy_loads_under_live_connections_keep_or_cut_them() {
+    let tag = "t5r";
+    let topo = Pair::new(tag, false);
+    let d = Scratch::new(tag);
+    let write = |name: &str, text: &str| {
+        let p = d.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let p1 = write("p1.toml", TCP_POLICY);
+    let p2 = write("p2.toml", &policy_with_udp());
+    let p3 = write("p3.toml", &policy_for_port(5701));
+    let final_stats = d.path("final.json");
+    let mut eal = eal_base(tag, "0-1");
+    eal.extend(topo.vdevs(2));
+    let mut args = topo.vports();
+    args.extend(strings(&["--policy", &p1, "--final-stats", &final_stats]));
+    let app = App::start(&eal, &args, &d.path("ctl.sock"), START);
+    let load = |p: &str, generation: u64| {
+        let r = app.ctl(&["policy", "load", p]);
+        assert_eq!(r["generation"].as_u64(), Some(generation), "load {p}: {r}");
+    };
+
+    // Worker 0 owns the stream to 5701, worker 1 the one to 5702.
+    let mut streams = owned_streams(&topo, 5701, &[0, 1], 2);
+    for s in streams.iter_mut() {
+        s.advance(4 * REPORT);
+    }
+    let flows: Vec<_> = streams.iter().map(|s| flow_of(&app, s)).collect();
+    for (f, s) in flows.iter().zip(&streams) {
+        assert_eq!(f.2, "established", "flow of {}: {f:?}", s.local);
+        assert_eq!(flow_generation(&app, s), Some(1));
+    }
+
+    // Generation 2 still allows both: each goes on in the flow it had.
+    load(&p2, 2);
+    for s in streams.iter_mut() {
+        s.advance(8 * REPORT);
+    }
+    for (f, s) in flows.iter().zip(&streams) {
+        assert_eq!(&flow_of(&app, s), f, "flow of {} changed across the load", s.local);
+        assert_eq!(flow_generation(&app, s), Some(2), "flow of {} not recompiled", s.local);
+    }
+    let st = Stats(app.ctl(&["stats"]));
+    assert!(unexpected_drops(&st).is_empty(), "drops: {:?}", st.drops());
+
+    // Generation 3 allows 5701 only: the stream to 5702 loses its flow on
+    // its next segment, the one to 5701 keeps its own.
+    load(&p3, 3);
+    let mut kept = streams.remove(0);
+    let cut = streams.remove(0);
+    poll(START, "the stream to 5702 cut by the new policy", || {
+        let st = Stats(app.ctl(&["stats"]));
+        let gone = flow_generation(&app, &cut).is_none();
+        let denied = st.drop_count("policy-deny");
+        if gone && denied > 0 {
+            Ok(())
+        } else {
+            Err(format!("flow gone {gone}, policy-deny {denied}"))
+        }
+    });
+    kept.advance(8 * REPORT);
+    assert_eq!(flow_of(&app, &kept), flows[0], "the allowed stream's flow changed");
+    assert_eq!(flow_generation(&app, &kept), Some(3));
+    assert!(!connects(&topo, 5702), "a new connection to 5702 under generation 3");
+    assert!(connects(&topo, 5701), "no new connection to 5701 under generation 3");
+    // The cut stream's client goes; its server keeps listening on 5702.
+    let Stream {
+        server: _listening,
+        client,
+        ..
+    } = cut;
+    drop(client);
+
+    // Generation 4 is the first policy again.
+    load(&p1, 4);
+    assert!(connects(&topo, 5702), "no new connection to 5702 under generation 4");
+    kept.advance(8 * REPORT);
+    kept.finish();
+
+    // The cut stream's first segment after the load is denied, its later
+    // ones (and its peer's) find no flow.
+    let st = Stats(app.ctl(&["stats"]));
+    let other: Vec<_> = unexpected_drops(&st)
+        .into_iter()
+        .filter(|(k, _)| !["policy-deny", "no-flow"].contains(&k.replace('_', "-").as_str()))
+        .collect();
+    assert!(
+        other.is_empty(),
+        "drops other than the cut stream's: {other:?}\n{:#}",
+        st.0
+    );
+    let o = app.stop(Duration::from_secs(30));
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    let fin = Stats(serde_json::from_str(&std::fs::read_to_string(&final_stats).unwrap()).unwrap());
+    let (rx, tx, drops) = (fin.total("rx_packets"), fin.total("tx_packets"), fin.drop_total());
+    assert_eq!(rx, tx + drops, "final stats: {:#}", fin.0);
 }

@@ -292,6 +292,8 @@ pub fn hugepages_available() -> bool {
 pub mod live;
 /// Real-kernel plumbing: namespaces, bridges, veths and taps around the app.
 pub mod netns;
+/// A TCP stream through the app between the namespaces, and its flow.
+pub mod stream;
 
 // ---- Long-running processes, kernel interfaces, telemetry (devices.rs) ----
 
