@@ -275,6 +275,7 @@ pub fn stats(dp: &Dataplane, s: &Snapshot) -> Value {
         "switches": dp.switches,
         "switch_count": dp.switch_count,
         "drops": s.drops,
+        "device_drops": s.device_drops,
         "engine": s.engine,
         "vports": vports,
         "lcores": s.lcores,

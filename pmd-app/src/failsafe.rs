@@ -202,7 +202,8 @@ impl Dataplane {
                     (PathState::LinkDown, true) => PathState::Up,
                     (s, _) => s,
                 };
-                let st = port.stats();
+                p.device_drops.refresh(port);
+                let st = port.stats().unwrap_or_default();
                 let h = &mut p.health;
                 let (errs, sent) = (
                     st.oerrors.saturating_sub(h.oerrors),
@@ -298,7 +299,15 @@ impl Dataplane {
             return Err(e.to_string());
         }
         let drained = self.drain(vi, port, rx_queues);
-        let device = self.vports[vi].path(k).map(|p| p.device.clone()).unwrap_or_default();
+        let device = match self.vports[vi].path_mut(k) {
+            Some(p) => {
+                // Read while the device is still open; a re-plugged one
+                // counts from zero.
+                p.device_drops.retire(port);
+                p.device.clone()
+            }
+            None => String::new(),
+        };
         release(port, &device, detach);
         log::info!("{device}: retired ({cause}), {drained} packet(s) drained from its rx rings");
         Ok(())

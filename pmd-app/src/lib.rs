@@ -10,6 +10,7 @@ pub mod args;
 pub mod commands;
 pub mod control;
 pub mod dataplane;
+pub mod device_drops;
 pub mod dpdk;
 pub mod failsafe;
 pub mod handoff;

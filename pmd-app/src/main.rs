@@ -90,6 +90,16 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
             setup::bring_up(p, queues, app.nb_desc, &pool, socket)?;
         }
     }
+    // Some PMDs (tap, virtio) fill their rx rings from the pool at set-up;
+    // what is left carries the packets in flight.
+    let left = pool.available().min(nb_mbufs);
+    if left < nb_mbufs / 4 {
+        log::warn!(
+            "mempool: the devices' rx rings took {} of {nb_mbufs} mbufs, {left} are left for packets in flight; \
+             frames will be lost as rx-nombuf (see stats device_drops): raise --mbufs or lower --nb-desc",
+            nb_mbufs - left
+        );
+    }
     for v in vports.iter_mut() {
         setup::unify_identity(v);
         v.active = v.desired();

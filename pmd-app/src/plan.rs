@@ -141,6 +141,7 @@ mod tests {
             rss: q > 1,
             tx_ipv4_csum: false,
             health: Default::default(),
+            device_drops: Default::default(),
             events_from: 0,
         }
     }

@@ -3,6 +3,7 @@
 //! table (`--stats-period`) and the final one, and served as `stats`.
 
 use crate::dataplane::Dataplane;
+use crate::device_drops::DeviceDrops;
 use crate::stats::AppDrop;
 use crate::vport::PathKind;
 use serde::Serialize;
@@ -26,6 +27,22 @@ pub struct PathRow {
     pub tx_pps: f64,
     pub rx_gbps: f64,
     pub tx_gbps: f64,
+    /// The devices' own losses on this path (see `device_drops.rs`).
+    pub rx_missed: u64,
+    pub rx_nombuf: u64,
+    pub rx_errors: u64,
+    pub tx_errors: u64,
+}
+
+impl PathRow {
+    pub fn device_drops(&self) -> DeviceDrops {
+        DeviceDrops {
+            rx_missed: self.rx_missed,
+            rx_nombuf: self.rx_nombuf,
+            rx_errors: self.rx_errors,
+            tx_errors: self.tx_errors,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -67,6 +84,10 @@ pub struct Snapshot {
     pub paths: Vec<PathRow>,
     pub lcores: Vec<LcoreRow>,
     pub drops: BTreeMap<String, u64>,
+    /// The devices' own losses summed over the paths: `rx-missed`,
+    /// `rx-nombuf`, `rx-errors`, `tx-errors` (not in `drops`: the app
+    /// never held those packets, or had already sent them).
+    pub device_drops: BTreeMap<String, u64>,
     /// Flow-table counters summed over the shards (empty without policy).
     pub engine: BTreeMap<String, u64>,
     pub mbufs_in_use: u32,
@@ -86,6 +107,7 @@ impl Snapshot {
         let at = Instant::now();
         let secs = prev.map(|p| at.duration_since(p.at).as_secs_f64()).unwrap_or(0.0);
         let mut paths = Vec::new();
+        let mut device_drops = BTreeMap::new();
         for (vi, v) in dp.vports.iter().enumerate() {
             for k in PathKind::BOTH {
                 let Some(p) = v.path(k) else { continue };
@@ -98,6 +120,10 @@ impl Snapshot {
                     active: v.active == Some(k),
                     ..PathRow::default()
                 };
+                let dev = p.device_drops.total(p.port);
+                dev.add_to(&mut device_drops);
+                (row.rx_missed, row.rx_nombuf, row.rx_errors, row.tx_errors) =
+                    (dev.rx_missed, dev.rx_nombuf, dev.rx_errors, dev.tx_errors);
                 let slot = crate::plan::path_slot(vi, k);
                 for w in &dp.workers {
                     let c = w.stats.path(slot);
@@ -179,6 +205,7 @@ impl Snapshot {
             paths,
             lcores,
             drops,
+            device_drops,
             engine,
             mbufs_in_use: total - dp.pool.available().min(total),
             mbufs_total: total,
@@ -244,6 +271,20 @@ impl Snapshot {
                 nonzero.join(" ")
             }
         );
+        let device: Vec<String> = self
+            .paths
+            .iter()
+            .flat_map(|r| {
+                r.device_drops()
+                    .named()
+                    .into_iter()
+                    .filter(|(_, n)| *n > 0)
+                    .map(move |(k, n)| format!("{}/{}:{k}={n}", r.vport, r.path))
+            })
+            .collect();
+        if !device.is_empty() {
+            let _ = writeln!(s, "device drops: {}", device.join(" "));
+        }
         if !self.engine.is_empty() {
             let pick = [
                 "forwarded",

@@ -43,6 +43,7 @@ pub fn build_vports(specs: &[VportSpec], vdevs: &[(String, String)]) -> Result<V
             rss: false,
             tx_ipv4_csum: false,
             health: Default::default(),
+            device_drops: Default::default(),
             events_from: 0,
         })
     };

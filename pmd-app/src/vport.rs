@@ -6,6 +6,7 @@
 //! NIC). Which one transmits is the failsafe layer's choice
 //! (`failsafe.rs`); both receive while they are up.
 
+use crate::device_drops::PathDeviceDrops;
 use crate::dpdk::Port;
 use vfp_core::topology::Role;
 
@@ -75,6 +76,8 @@ pub struct PathDev {
     pub tx_ipv4_csum: bool,
     /// Transmit-error watch (see `failsafe::poll_links`).
     pub health: TxHealth,
+    /// The drivers' rx-missed, rx-nombuf, rx-errors and tx-errors.
+    pub device_drops: PathDeviceDrops,
     /// Device events numbered below this were raised before the current
     /// device was attached (see [`crate::dpdk::events::sequence`]).
     pub events_from: u64,
@@ -204,6 +207,7 @@ mod tests {
             rss: false,
             tx_ipv4_csum: false,
             health: Default::default(),
+            device_drops: Default::default(),
             events_from: 0,
         }
     }

@@ -114,7 +114,18 @@ fn tables() {
             "41%",
             "policy_deny",
             "link down",
+            "RX NOMBUF",
+            "TX ERRORS",
         ],
+    );
+    let device_row = stats
+        .lines()
+        .find(|l| l.starts_with("wan") && l.contains(" 12 "))
+        .unwrap_or_else(|| panic!("no device drops row for wan/fast\n{stats}"));
+    assert_eq!(
+        device_row.split_whitespace().collect::<Vec<_>>(),
+        ["wan", "fast", "0", "12", "0", "3"],
+        "{stats}"
     );
     let flows = ok(&fx, &["flows"]);
     has_all(

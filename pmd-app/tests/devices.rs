@@ -9,9 +9,14 @@
 //!   file prefix) reads pcaps into the peer devices and writes what comes
 //!   back into pcaps (testpmd pairs ports 0<->1 and 2<->3).
 //!
+//! The devices' own losses (rx-nombuf from an undersized pool, rx-errors
+//! from tap frames longer than the mbuf) are checked here too, as `stats`
+//! reports them per path and in `device_drops`.
+//!
 //! pcap and null/ring devices and the hugepages run are in forward.rs.
 
 mod common;
+use common::live::{poll, App, Stats};
 use common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -384,4 +389,177 @@ fn virtio_user_app_forwards_between_two_testpmd_vhosts() {
     assert_same_pcap(&in_b, &out0);
     assert_eq!(app_port_counts(&o.stdout, "virtio_user0"), (N, N), "{}", o.stdout);
     assert_eq!(app_port_counts(&o.stdout, "virtio_user1"), (N, N), "{}", o.stdout);
+}
+
+/// `stats` over the control socket, as [`Stats`].
+fn stats_of(app: &App) -> Stats {
+    Stats(app.ctl(&["stats"]))
+}
+
+/// Reads `--final-stats FILE`.
+fn final_stats(path: &str) -> Stats {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    Stats(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}")))
+}
+
+/// A pool that the tap's rx ring all but empties at set-up (`--mbufs
+/// 1024 --nb-desc 1024`: the tap PMD takes one mbuf per descriptor): the
+/// app warns at start, and the pcap PMD, which copies each frame into a
+/// fresh mbuf, loses frames for want of one. Every input frame is either
+/// received or counted as the device's `rx-nombuf`, on its path and in
+/// `device_drops`; the app itself drops nothing it held, so rx = tx +
+/// drops stays exact, and every mbuf comes back at exit.
+#[test]
+fn an_undersized_pool_loses_frames_as_rx_nombuf_and_says_so() {
+    const FRAMES: u64 = 60;
+    let d = Scratch::new("dnomb");
+    let input = d.path("in.pcap");
+    traffic(&["mixed", &input, "--count", &FRAMES.to_string(), "--seed", "13"]);
+    let tap = format!("vtN{}", pid());
+    let mut eal = eal_base("dnomb", "0");
+    eal.extend(strings(&[
+        "--vdev",
+        &format!("net_pcap0,rx_pcap={input},tx_pcap={}", d.path("out.pcap")),
+        "--vdev",
+        &format!("net_tap0,iface={tap}"),
+    ]));
+    let fin = d.path("final.json");
+    let args = strings(&[
+        "--vport",
+        "name=vm,fast=net_pcap0",
+        "--vport",
+        "name=wan,fast=net_tap0",
+        "--mbufs",
+        "1024",
+        "--nb-desc",
+        "1024",
+        "--final-stats",
+        &fin,
+    ]);
+    let app = App::start(&eal, &args, &d.path("ctl.sock"), LIMIT);
+    let s = poll(LIMIT, "every pcap frame received or lost", || {
+        let s = stats_of(&app);
+        let seen = s.path_counter("vm", "fast", "rx_packets") + s.path_counter("vm", "fast", "rx_nombuf");
+        if seen == FRAMES {
+            Ok(s)
+        } else {
+            Err(format!("{seen} of {FRAMES}"))
+        }
+    });
+    let lost = s.path_counter("vm", "fast", "rx_nombuf");
+    let got = s.path_counter("vm", "fast", "rx_packets");
+    assert!(lost > 0 && got > 0, "lost {lost}, received {got}\n{:#}", s.0);
+    let paths_nombuf = lost + s.path_counter("wan", "fast", "rx_nombuf");
+    assert_eq!(s.device_drop("rx-nombuf"), paths_nombuf, "{:#}", s.0);
+    for other in ["rx-missed", "rx-errors", "tx-errors"] {
+        assert_eq!(s.device_drop(other), 0, "{other}\n{:#}", s.0);
+    }
+    // What was received went out on the tap; the app dropped nothing.
+    assert_eq!(s.path_counter("wan", "fast", "tx_packets"), got, "{:#}", s.0);
+    assert_eq!(s.drop_total(), 0, "{:#}", s.0);
+
+    let o = app.stop(LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(
+        o.stderr.contains("mempool: the devices' rx rings took") && o.stderr.contains("raise --mbufs"),
+        "no start-up warning about the pool\n{}",
+        o.stderr
+    );
+    assert!(
+        o.stdout.contains(&format!("device drops: vm/fast:rx-nombuf={lost}")),
+        "{}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("mbufs: all 1024 returned"), "{}", o.all());
+    let f = final_stats(&fin);
+    assert_eq!(f.path_counter("vm", "fast", "rx_nombuf"), lost, "{:#}", f.0);
+    assert_eq!(
+        f.total("rx_packets"),
+        f.total("tx_packets") + f.drop_total(),
+        "{:#}",
+        f.0
+    );
+}
+
+/// A tap delivers a frame longer than its mbuf (here `--mbuf-size 512`:
+/// 384 bytes of data room, no scatter) truncated and flagged; the PMD
+/// discards it and counts an rx error. Ten such frames, then ten short
+/// ones, then one more long one, written on the kernel side in that
+/// order: the app reports exactly eleven `rx-errors` on the tap's path
+/// and in `device_drops`, and forwards the ten short frames intact. The
+/// count survives the tap's removal and return.
+#[test]
+fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
+    let d = Scratch::new("dierr");
+    let (long, short, last) = (d.path("long.pcap"), d.path("short.pcap"), d.path("last.pcap"));
+    traffic(&["udp-flows", &long, "--flows", "10", "--count", "10", "--size", "600"]);
+    traffic(&["udp-flows", &short, "--flows", "10", "--count", "10", "--size", "64"]);
+    traffic(&["udp-flows", &last, "--flows", "1", "--count", "1", "--size", "1000"]);
+    let empty = d.path("empty.pcap");
+    traffic(&["udp-flows", &empty, "--flows", "1", "--count", "0"]);
+    let tap = format!("vtE{}", pid());
+    let out = d.path("out.pcap");
+    let mut eal = eal_base("dierr", "0");
+    eal.extend(strings(&[
+        "--vdev",
+        &format!("net_tap0,iface={tap}"),
+        "--vdev",
+        &format!("net_pcap0,rx_pcap={empty},tx_pcap={out}"),
+    ]));
+    let fin = d.path("final.json");
+    let args = strings(&[
+        "--vport",
+        "name=vm,fast=net_tap0",
+        "--vport",
+        "name=wan,fast=net_pcap0",
+        "--mbuf-size",
+        "512",
+        "--final-stats",
+        &fin,
+    ]);
+    let app = App::start(&eal, &args, &d.path("ctl.sock"), LIMIT);
+    quiet_ipv6(None, &tap);
+    for f in [&long, &short, &last] {
+        traffic(&["send", &tap, f]);
+    }
+    // The tap's queue is first in, first out: with the last long frame
+    // counted, the short ones before it were received.
+    let s = poll(LIMIT, "eleven rx errors", || {
+        let s = stats_of(&app);
+        match s.path_counter("vm", "fast", "rx_errors") {
+            11 => Ok(s),
+            n => Err(n.to_string()),
+        }
+    });
+    assert_eq!(s.device_drop("rx-errors"), 11, "{:#}", s.0);
+    assert_eq!(s.device_drop("rx-nombuf"), 0, "{:#}", s.0);
+    assert_eq!(s.drop_total(), 0, "{:#}", s.0);
+
+    // The tap removed and plugged back is a new device counting from
+    // zero: the path keeps the eleven, and counts on from there.
+    app.ctl(&["debug", "unplug", "net_tap0"]);
+    let s = stats_of(&app);
+    assert_eq!(s.path_counter("vm", "fast", "rx_errors"), 11, "{:#}", s.0);
+    app.ctl(&["debug", "plug", "net_tap0"]);
+    quiet_ipv6(None, &tap);
+    traffic(&["send", &tap, &last]);
+    poll(LIMIT, "a twelfth rx error", || {
+        match stats_of(&app).path_counter("vm", "fast", "rx_errors") {
+            12 => Ok(()),
+            n => Err(n.to_string()),
+        }
+    });
+    let o = app.stop(LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("device drops: vm/fast:rx-errors=12"), "{}", o.stdout);
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    // Out: the ten short frames as they went in (the kernel's own frames,
+    // sent before IPv6 was turned off, carry the tap's MAC).
+    let sent = pcap_frames(&short);
+    let vm_mac = &sent[0][6..12];
+    let came: Vec<Vec<u8>> = pcap_frames(&out).into_iter().filter(|f| &f[6..12] == vm_mac).collect();
+    assert_eq!(came, sent, "short frames out");
+    let f = final_stats(&fin);
+    assert_eq!(f.path_counter("vm", "fast", "rx_errors"), 12, "{:#}", f.0);
+    assert_eq!(f.device_drop("rx-errors"), 12, "{:#}", f.0);
 }

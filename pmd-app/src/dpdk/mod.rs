@@ -16,7 +16,7 @@ pub mod telemetry;
 pub use eal::Eal;
 pub use mbuf::{Burst, Mbuf, BURST_SIZE};
 pub use mempool::Mempool;
-pub use port::Port;
+pub use port::{Port, PortStats};
 
 use std::ffi::CStr;
 

@@ -242,14 +242,16 @@ impl Port {
         }
     }
 
-    pub fn stats(self) -> PortStats {
+    /// The device's basic counters; None when the driver cannot read
+    /// them (a device already gone).
+    pub fn stats(self) -> Option<PortStats> {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid out struct.
         let rc = unsafe { dpdk_sys::rte_eth_stats_get(self.0, &mut s) };
         if rc != 0 {
-            return PortStats::default();
+            return None;
         }
-        PortStats {
+        Some(PortStats {
             ipackets: s.ipackets,
             opackets: s.opackets,
             ibytes: s.ibytes,
@@ -258,7 +260,7 @@ impl Port {
             ierrors: s.ierrors,
             oerrors: s.oerrors,
             rx_nombuf: s.rx_nombuf,
-        }
+        })
     }
 
     pub fn mac(self) -> [u8; 6] {

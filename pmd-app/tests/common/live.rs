@@ -415,6 +415,10 @@ impl Stats {
             .map(|(_, n)| n)
             .sum()
     }
+    /// A device-side loss summed over every path (`rx-nombuf`, ...).
+    pub fn device_drop(&self, name: &str) -> u64 {
+        self.0["device_drops"][name].as_u64().unwrap_or(0)
+    }
     pub fn mbufs_in_use(&self) -> u64 {
         self.0["mbufs"]["in_use"]
             .as_u64()

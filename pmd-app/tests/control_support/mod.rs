@@ -166,11 +166,13 @@ pub fn stats() -> Value {
              "at_s": 120.5, "took_us": 211}
         ],
         "drops": {"no_route": 3, "policy_deny": 17},
+        "device_drops": {"rx-missed": 0, "rx-nombuf": 12, "rx-errors": 0, "tx-errors": 3},
         "vports": [
             {"name": "wan", "active": "fast", "paths": {
                 "fast": {"rx_packets": 1000000, "tx_packets": 999000, "rx_bytes": 64000000,
                          "tx_bytes": 63936000, "rx_pps": 1250000.0, "tx_pps": 1249000.0,
-                         "rx_gbps": 0.64, "tx_gbps": 0.639},
+                         "rx_gbps": 0.64, "tx_gbps": 0.639, "rx_missed": 0, "rx_nombuf": 12,
+                         "rx_errors": 0, "tx_errors": 3},
                 "soft": null}}
         ],
         "lcores": [

@@ -61,6 +61,24 @@ fn paths_table(v: &Value) -> Table {
     t
 }
 
+/// What the devices lost on their side, for the paths that lost any.
+fn device_drops_table(v: &Value) -> Table {
+    const COUNTERS: [&str; 4] = ["rx_missed", "rx_nombuf", "rx_errors", "tx_errors"];
+    let mut t = Table::new(&["VPORT", "PATH", "RX MISSED", "RX NOMBUF", "RX ERRORS", "TX ERRORS"]);
+    for vp in list(v, "vports") {
+        for path in ["fast", "soft"] {
+            let p = &vp["paths"][path];
+            if COUNTERS.iter().all(|c| p[c].as_u64().unwrap_or(0) == 0) {
+                continue;
+            }
+            let mut row = vec![field(&vp, "name"), path.to_string()];
+            row.extend(COUNTERS.iter().map(|c| cell(&p[c])));
+            t.row(row);
+        }
+    }
+    t
+}
+
 fn lcores_table(v: &Value) -> Table {
     let mut t = Table::new(&[
         "LCORE", "WORKER", "RX PPS", "TX PPS", "RX GBPS", "TX GBPS", "CYC/PKT", "IDLE", "FLOWS", "DROPS",
@@ -100,6 +118,13 @@ pub fn stats(v: &Value) -> String {
             t.row(vec![reason.clone(), cell(count)]);
         }
         let _ = write!(out, "\n{t}");
+    }
+    let device = device_drops_table(v);
+    if !device.is_empty() {
+        let _ = write!(
+            out,
+            "\ndevice drops (frames the devices lost before or after the app)\n{device}"
+        );
     }
     let switches = list(v, "switches");
     if !switches.is_empty() {
