@@ -22,7 +22,8 @@
 # all       every mode above.
 #
 # BENCH_SECS (3) measurement window, BENCH_WARM (1) warm-up seconds,
-# BENCH_DIR (/tmp/vfp-bench) scratch, BENCH_FLOWS ("1 1000 100000 1000000").
+# BENCH_DIR (/tmp/vfp-bench) scratch, BENCH_FLOWS ("1 1000 100000 1000000"),
+# BENCH_APP (target/release/pmd-app) the build measured, to A/B two commits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=${1:-all}
@@ -36,7 +37,7 @@ TEL=tests/helpers/telemetry.py
 PY=/usr/bin/python3
 
 cargo build --release -q -p pmd-app
-APP=target/release/pmd-app
+APP=${BENCH_APP:-target/release/pmd-app}
 CTL=target/release/vfpctl
 
 EAL_COMMON=(--no-pci --log-level lib.eal:error)
