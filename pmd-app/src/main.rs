@@ -95,7 +95,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     let left = pool.available().min(nb_mbufs);
     if left < nb_mbufs / 4 {
         log::warn!(
-            "mempool: the devices' rx rings took {} of {nb_mbufs} mbufs, {left} are left for packets in flight; \
+            "mempool: the devices' rx rings took {} of {nb_mbufs} mbufs, leaving {left} for packets in flight; \
              frames will be lost as rx-nombuf (see stats device_drops): raise --mbufs or lower --nb-desc",
             nb_mbufs - left
         );

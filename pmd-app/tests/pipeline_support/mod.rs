@@ -383,7 +383,7 @@ pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup:
     };
     let stats = d.path("stats.json");
     let mut links = Links::default();
-    let (vdevs, extra, vm_k, wan_k): (Vec<String>, Vec<&str>, String, String) = match setup {
+    let (vdevs, extra, vm_k, wan_k): (Vec<String>, Vec<String>, String, String) = match setup {
         Setup::Taps => {
             let (a, b) = (ifname(name, "v"), ifname(name, "w"));
             links.tap(&a);
@@ -395,7 +395,7 @@ pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup:
                 b,
             )
         }
-        Setup::AfPacket2q => {
+        Setup::AfPacket(q) => {
             let (a, ak, b, bk) = (
                 ifname(name, "v"),
                 ifname(name, "V"),
@@ -406,10 +406,10 @@ pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup:
             links.veth(&b, &bk);
             (
                 vec![
-                    format!("net_af_packet0,iface={a},qpairs=2"),
-                    format!("net_af_packet1,iface={b},qpairs=2"),
+                    format!("net_af_packet0,iface={a},qpairs={q}"),
+                    format!("net_af_packet1,iface={b},qpairs={q}"),
                 ],
-                vec!["--queues", "2"],
+                vec!["--queues".into(), q.to_string()],
                 ak,
                 bk,
             )
@@ -417,8 +417,9 @@ pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup:
     };
     let (vm_dev, wan_dev) = match setup {
         Setup::Taps => ("net_tap0", "net_tap1"),
-        Setup::AfPacket2q => ("net_af_packet0", "net_af_packet1"),
+        Setup::AfPacket(_) => ("net_af_packet0", "net_af_packet1"),
     };
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
     let mut app = App::spawn(
         &eal(name, lcores, &vdevs),
         &app_args(vm_dev, wan_dev, &policy, &stats, &extra),
@@ -445,7 +446,8 @@ pub fn run_driven(name: &str, scenario: &str, policy: &str, lcores: &str, setup:
 #[derive(Clone, Copy)]
 pub enum Setup {
     Taps,
-    AfPacket2q,
+    /// af_packet on veths with this many queue pairs, `--queues` the same.
+    AfPacket(u16),
 }
 
 /// The SNAT tests' policy: an outbound-only ACL and SNAT of the VM subnet to
