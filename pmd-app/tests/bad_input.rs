@@ -185,3 +185,35 @@ fn argument_that_is_not_utf8_is_an_error_not_a_panic() {
     assert!(o.stderr.contains("is not valid UTF-8"), "{}", o.all());
     assert!(!o.stderr.contains("panicked"), "{}", o.all());
 }
+
+/// Two taps whose rx rings (1024 mbufs each, filled at set-up) do not fit
+/// in a pool of 1024: the second ring's set-up fails, and the error says
+/// how big the ring and the pool are and what to change.
+#[test]
+fn rx_rings_larger_than_the_pool() {
+    let p = std::process::id();
+    let o = app_err(
+        "bad13",
+        &[
+            "--vdev",
+            &format!("net_tap0,iface=vtP{p}"),
+            "--vdev",
+            &format!("net_tap1,iface=vtQ{p}"),
+        ],
+        &["--mbufs", "1024", "--nb-desc", "1024", "--no-control-socket"],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    let line = o
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("pmd-app: error:"))
+        .unwrap_or_else(|| panic!("no error line\n{}", o.all()));
+    for part in [
+        "(net_tap1): rx queue 0 setup failed",
+        "1024 descriptors",
+        "of the pool's 1024 mbufs were free",
+        "raise --mbufs or lower --nb-desc",
+    ] {
+        assert!(line.contains(part), "{part:?} not in {line}");
+    }
+}

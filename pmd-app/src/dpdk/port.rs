@@ -183,7 +183,16 @@ impl Port {
                 dpdk_sys::rte_eth_rx_queue_setup(self.0, q, nrx, socket as u32, std::ptr::null(), pool.as_ptr())
             };
             if rc != 0 {
-                return Err(rc_err(&format!("rx queue {q} setup"), self, rc));
+                let mut e = rc_err(&format!("rx queue {q} setup"), self, rc);
+                if rc == -libc::ENOMEM {
+                    // Some PMDs (tap, virtio) fill the ring from the pool.
+                    e += &format!(
+                        " ({nrx} descriptors; {} of the pool's {} mbufs were free: raise --mbufs or lower --nb-desc)",
+                        pool.available().min(pool.size()),
+                        pool.size()
+                    );
+                }
+                return Err(e);
             }
         }
         for q in 0..txq {
