@@ -73,10 +73,15 @@ pub struct PathDeviceDrops {
 }
 
 impl PathDeviceDrops {
+    /// Remembers a reading of the current device's counters.
+    pub fn record(&mut self, s: &PortStats) {
+        self.last = DeviceDrops::of(s);
+    }
+
     /// Reads the current device's counters and remembers them.
     pub fn refresh(&mut self, port: Port) {
         if let Some(s) = port.stats() {
-            self.last = DeviceDrops::of(&s);
+            self.record(&s);
         }
     }
 

@@ -202,8 +202,11 @@ impl Dataplane {
                     (PathState::LinkDown, true) => PathState::Up,
                     (s, _) => s,
                 };
-                p.device_drops.refresh(port);
-                let st = port.stats().unwrap_or_default();
+                let st = port.stats();
+                if let Some(s) = &st {
+                    p.device_drops.record(s);
+                }
+                let st = st.unwrap_or_default();
                 let h = &mut p.health;
                 let (errs, sent) = (
                     st.oerrors.saturating_sub(h.oerrors),
