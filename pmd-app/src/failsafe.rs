@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 /// Bursts drained per rx queue of a departing device (bounded: a device
 /// that keeps producing, like an infinite pcap, must not hold us here).
 const DRAIN_BURSTS: usize = 64;
-/// Consecutive 100 ms link polls with failing transmits before the
-/// active path is declared faulty.
+/// 100 ms link polls with failing transmits (as many failed as sent, or
+/// more), with no poll of clean transmits in between, before the active
+/// path is declared faulty.
 const FAULT_POLLS: u32 = 3;
 
 /// Kernel carrier of the interface an af_packet path is bound to (its
@@ -184,8 +185,9 @@ impl Dataplane {
     /// on a change. A path is down when its link is down (for af_packet,
     /// whose driver always reports link up, when its kernel interface has
     /// no carrier). The active path is *faulty* when its transmits keep
-    /// failing (`oerrors` growing as fast as `opackets`) for
-    /// `FAULT_POLLS` (3) polls; it is tried again after a back-off that
+    /// failing (`oerrors` growing as fast as `opackets`) in
+    /// `FAULT_POLLS` (3) polls with no clean one in between (idle polls do
+    /// not count either way); it is tried again after a back-off that
     /// doubles on every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
         let now = Instant::now();
@@ -216,7 +218,11 @@ impl Dataplane {
                 if next == PathState::Up && active == Some(k) {
                     if errs > 0 && errs >= sent {
                         h.bad_polls += 1;
-                    } else if errs == 0 {
+                    } else if errs == 0 && sent > 0 {
+                        // Sent, and nothing failed. A poll in which
+                        // nothing was sent says nothing either way: the
+                        // senders may be backing off from the very
+                        // failures (TCP retransmits ever more rarely).
                         h.bad_polls = 0;
                     }
                     if h.bad_polls >= FAULT_POLLS {

@@ -43,10 +43,16 @@ fn start_app(tag: &str, topo: &Pair, d: &Scratch) -> App {
 /// [`start_app`] on `lcores` (one worker each), the fast paths with
 /// `qpairs` queues.
 fn start_app_on(tag: &str, topo: &Pair, d: &Scratch, lcores: &str, qpairs: u16) -> App {
+    start_app_with(tag, topo, d, lcores, topo.vdevs(qpairs))
+}
+
+/// [`start_app_on`] with the EAL `--vdev` options given (`topo.vdevs`,
+/// perhaps with devargs changed).
+fn start_app_with(tag: &str, topo: &Pair, d: &Scratch, lcores: &str, vdevs: Vec<String>) -> App {
     let policy = d.path("policy.toml");
     std::fs::write(&policy, TCP_POLICY).unwrap();
     let mut eal = eal_base(tag, lcores);
-    eal.extend(topo.vdevs(qpairs));
+    eal.extend(vdevs);
     let mut args = topo.vports();
     args.extend(strings(&["--policy", &policy, "--final-stats", &d.path("final.json")]));
     let app = App::start(&eal, &args, &d.path("ctl.sock"), START);
@@ -599,10 +605,12 @@ fn link_down_moves_the_vport_and_link_up_brings_it_back() {
     stop_clean(app);
 }
 
-/// The fast device stops being able to transmit (its kernel interface is
-/// down: every af_packet send fails) without any removal event or link
-/// report: persistent transmit errors make the app fail over to soft by
-/// itself, and it returns to fast once the device transmits again.
+/// The fast device's kernel interface goes down (every af_packet send
+/// fails) with no removal event and no link report from the PMD (DPDK
+/// 22.11's af_packet always reports its link up): the app sees the lost
+/// carrier of the interface and fails over to soft, and returns to fast
+/// when the carrier is back. The failed sends show as the device's
+/// `tx_errors`. (Transmit errors with the carrier up: fs9 below.)
 #[test]
 fn persistent_tx_errors_fail_over_and_back() {
     let topo = Pair::new("fs6", true);
@@ -623,6 +631,17 @@ fn persistent_tx_errors_fail_over_and_back() {
     };
     topo.a.set_fast_link(false);
     wait_vm_active(&app, "soft", "vm fails over to soft on persistent tx errors", ethdev);
+    let s = Stats(app.ctl(&["stats"]));
+    let failed = s.path_counter("vm", "fast", "tx_errors");
+    assert!(failed > 0, "no tx errors on vm/fast\n{:#}", s.0);
+    assert_eq!(s.device_drop("tx-errors"), failed, "{:#}", s.0);
+    assert!(
+        s.switches()
+            .iter()
+            .any(|w| w["vport"] == "vm" && w["to"] == "soft" && w["cause"] == "link-change"),
+        "no link-change switch\n{:#}",
+        s.0
+    );
     stream.advance(32 * REPORT);
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
 
@@ -633,4 +652,97 @@ fn persistent_tx_errors_fail_over_and_back() {
 
     stream.finish();
     stop_clean(app);
+}
+
+/// Switches of `vport` with this cause so far.
+fn switches_of(s: &Stats, vport: &str, cause: &str) -> usize {
+    s.switches()
+        .iter()
+        .filter(|w| w["vport"] == vport && w["cause"] == cause)
+        .count()
+}
+
+/// The wan fast device takes every frame but cannot send the long ones
+/// (an af_packet ring of 1,024-byte frames: the PMD frees longer frames
+/// and counts them as transmit errors) while its interface and carrier
+/// stay up: no removal, no link change. A TCP stream A -> B sends
+/// full-size segments out of wan. The transmit errors alone make the app
+/// fail over to soft (cause `tx-errors`); after a back-off the fast path
+/// is tried again (`tx-retry`), fails again and is put aside for twice as
+/// long; the operator then replaces the device (unplug, plug without the
+/// frame size) and wan returns to fast for good. The stream keeps its
+/// flow and arrives intact.
+#[test]
+fn transmit_errors_with_the_link_up_fail_over_and_retry() {
+    let topo = Pair::new("fs9", true);
+    let d = Scratch::new("fs9");
+    let mut vdevs = topo.vdevs(1);
+    let plain = af_packet_args(&topo.b.fast_if, 1);
+    for v in vdevs.iter_mut().filter(|v| v.starts_with("net_af_packet1,")) {
+        v.push_str(",framesz=1024");
+    }
+    let app = start_app_with("fs9", &topo, &d, "0", vdevs);
+    let mut stream = Stream::open(&topo, 5901, 0);
+    let flow = flow_of(&app, &stream);
+
+    let s = poll(END, "wan fails over to soft on transmit errors", || {
+        let s = Stats(app.ctl(&["stats"]));
+        match switches_of(&s, "wan", "tx-errors") {
+            0 => Err(format!("{:#}", s.0)),
+            _ => Ok(s),
+        }
+    });
+    let failed = s.path_counter("wan", "fast", "tx_errors");
+    assert!(failed > 0, "{:#}", s.0);
+    assert_eq!(s.device_drop("tx-errors"), failed, "{:#}", s.0);
+    assert_eq!(switches_of(&s, "wan", "link-change"), 0, "{:#}", s.0);
+    stream.advance(32 * REPORT);
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
+
+    // Tried again after the back-off; still failing: aside once more.
+    poll(END, "wan's fast path retried and found faulty again", || {
+        let s = Stats(app.ctl(&["stats"]));
+        if switches_of(&s, "wan", "tx-retry") >= 1 && switches_of(&s, "wan", "tx-errors") >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{:#?}", s.switches()))
+        }
+    });
+    stream.advance(32 * REPORT);
+
+    // A device that can send: wan is back on fast and stays there.
+    app.ctl(&["debug", "unplug", "net_af_packet1"]);
+    app.ctl(&["debug", "plug", "net_af_packet1", &plain]);
+    let back = poll(START, "wan returns to fast on the new device", || {
+        let st = app.ctl(&["status"]);
+        if active_path(&st, "wan") == "fast" {
+            Ok(Stats(app.ctl(&["stats"])))
+        } else {
+            Err(format!("{st:#}"))
+        }
+    });
+    stream.advance(32 * REPORT);
+    let after = Stats(app.ctl(&["stats"]));
+    assert!(
+        after.path_counter("wan", "fast", "tx_packets") > back.path_counter("wan", "fast", "tx_packets"),
+        "nothing sent on the new fast device\n{:#}",
+        after.0
+    );
+    assert_eq!(active_path(&app.ctl(&["status"]), "wan"), "fast");
+    assert_eq!(
+        after.path_counter("wan", "fast", "tx_errors"),
+        back.path_counter("wan", "fast", "tx_errors"),
+        "the new device failed to send\n{:#}",
+        after.0
+    );
+    assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the switches");
+    stream.finish();
+    let o = app.stop(STOP);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    assert!(
+        o.stderr.contains("fails to transmit") && o.stderr.contains("faulty for 2000 ms"),
+        "no doubled back-off in the log\n{}",
+        o.stderr
+    );
 }
