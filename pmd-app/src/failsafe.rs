@@ -185,19 +185,22 @@ impl Dataplane {
     /// on a change. A path is down when its link is down (for af_packet,
     /// whose driver always reports link up, when its kernel interface has
     /// no carrier). The active path is *faulty* when its transmits keep
-    /// failing (`oerrors` growing as fast as `opackets`) in
+    /// failing (`oerrors` plus the packets its tx ring refused growing as
+    /// fast as `opackets`) in
     /// `FAULT_POLLS` (3) polls with no clean one in between (idle polls do
     /// not count either way); it is tried again after a back-off that
     /// doubles on every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
         let now = Instant::now();
         let mut causes: Vec<&'static str> = Vec::new();
-        for v in self.vports.iter_mut() {
+        for (vi, v) in self.vports.iter_mut().enumerate() {
             let name = v.name.clone();
             let active = v.active;
             for k in PathKind::BOTH {
                 let Some(p) = v.path_mut(k) else { continue };
                 let Some(port) = p.port else { continue };
+                let slot = crate::plan::path_slot(vi, k);
+                let refused_now: u64 = self.workers.iter().map(|w| w.stats.path(slot).tx_full.get()).sum();
                 let up = port.link().up && carrier(p).unwrap_or(true);
                 let mut next = match (p.state, up) {
                     (PathState::Up, false) | (PathState::Faulty, false) => PathState::LinkDown,
@@ -210,11 +213,14 @@ impl Dataplane {
                 }
                 let st = st.unwrap_or_default();
                 let h = &mut p.health;
-                let (errs, sent) = (
+                let (oerrs, refused, sent) = (
                     st.oerrors.saturating_sub(h.oerrors),
+                    refused_now.saturating_sub(h.refused),
                     st.opackets.saturating_sub(h.opackets),
                 );
-                (h.oerrors, h.opackets) = (st.oerrors, st.opackets);
+                (h.oerrors, h.opackets, h.refused) = (st.oerrors, st.opackets, refused_now);
+                // Sent and failed, or not taken at all: both are failures.
+                let errs = oerrs + refused;
                 if next == PathState::Up && active == Some(k) {
                     if errs > 0 && errs >= sent {
                         h.bad_polls += 1;
@@ -239,8 +245,8 @@ impl Dataplane {
                         h.bad_polls = 0;
                         next = PathState::Faulty;
                         log::warn!(
-                            "vport {name}: {} path {} fails to transmit ({errs} errors / {sent} packets in the last \
-                             poll), faulty for {} ms",
+                            "vport {name}: {} path {} fails to transmit ({oerrs} errors, {refused} refused, {sent} \
+                             sent in the last poll), faulty for {} ms",
                             k.as_str(),
                             p.device,
                             h.backoff_ms

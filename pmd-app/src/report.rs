@@ -27,6 +27,8 @@ pub struct PathRow {
     pub tx_pps: f64,
     pub rx_gbps: f64,
     pub tx_gbps: f64,
+    /// Packets the app offered that the device refused (`tx-full`).
+    pub tx_full: u64,
     /// The devices' own losses on this path (see `device_drops.rs`).
     pub rx_missed: u64,
     pub rx_nombuf: u64,
@@ -131,6 +133,7 @@ impl Snapshot {
                     row.tx_packets += c.tx_packets.get();
                     row.rx_bytes += c.rx_bytes.get();
                     row.tx_bytes += c.tx_bytes.get();
+                    row.tx_full += c.tx_full.get();
                 }
                 if let Some(old) = prev.and_then(|s| s.paths.iter().find(|r| r.device == row.device)) {
                     row.rx_pps = rate(row.rx_packets, old.rx_packets, secs);

@@ -50,6 +50,10 @@ pub struct PathCounters {
     pub rx_bytes: Counter,
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
+    /// Packets the device refused (its tx ring stayed full; counted as
+    /// `tx-full` drops too). The failsafe watch counts them as failed
+    /// transmits: a transmit queue that hangs takes nothing.
+    pub tx_full: Counter,
 }
 
 #[repr(align(128))]

@@ -91,6 +91,8 @@ pub struct TxHealth {
     /// Device counters at the previous poll.
     pub oerrors: u64,
     pub opackets: u64,
+    /// The path's refused packets (`tx_full`, over all workers) then.
+    pub refused: u64,
     /// Consecutive polls in which transmits failed.
     pub bad_polls: u32,
     /// Faulty until then; the wait doubles on each relapse.

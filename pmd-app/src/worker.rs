@@ -491,11 +491,12 @@ fn transmit(stats: &WorkerStats, port: dpdk::Port, queue: u16, slot: u16, burst:
         burst.iter().map(Mbuf::pkt_len).sum()
     };
     let dropped = burst.free_all();
+    let pc = stats.path(slot);
     if dropped > 0 {
         stats.count_drop(AppDrop::TxFull, dropped as u64);
+        pc.tx_full.add(dropped as u64);
     }
     debug_assert_eq!(sent + dropped, want);
-    let pc = stats.path(slot);
     pc.tx_packets.add(sent as u64);
     pc.tx_bytes.add((bytes - left_bytes) as u64);
     stats.tx_packets.add(sent as u64);

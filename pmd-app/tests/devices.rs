@@ -16,7 +16,7 @@
 //! pcap and null/ring devices and the hugepages run are in forward.rs.
 
 mod common;
-use common::live::{poll, App, Stats};
+use common::live::{active_path, poll, App, Stats};
 use common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -562,4 +562,143 @@ fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
     let f = final_stats(&fin);
     assert_eq!(f.path_counter("vm", "fast", "rx_errors"), 12, "{:#}", f.0);
     assert_eq!(f.device_drop("rx-errors"), 12, "{:#}", f.0);
+}
+
+/// `traffic.py send IFACE PCAP --loop` in the background, killed on drop.
+struct SendLoop(std::process::Child);
+
+impl SendLoop {
+    fn start(iface: &str, pcap: &str) -> SendLoop {
+        let child = Command::new("/usr/bin/python3")
+            .arg(repo_root().join("tests/helpers/traffic.py"))
+            .args(["send", iface, pcap, "--loop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run traffic.py send --loop");
+        SendLoop(child)
+    }
+}
+
+impl Drop for SendLoop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A transmit queue that takes nothing, as when a VF's queue hangs, with
+/// the link up: wan's fast path is a memif server whose client (testpmd,
+/// interactive, forwarding not started) never drains the ring, so once its
+/// slots are full every transmit is refused (`tx-full` drops, the path's
+/// `tx_full`). Refused packets count as failed transmits: wan fails over
+/// to its soft path (net_null) by itself, cause `tx-errors`, while the VM
+/// keeps sending (a loop of frames into the tap). Once testpmd drains the
+/// ring, the fast path is taken back after its back-off (`tx-retry`) and
+/// keeps carrying wan.
+#[test]
+fn a_transmit_queue_nobody_drains_fails_over_and_back() {
+    let d = Scratch::new("djam");
+    let frames = d.path("in.pcap");
+    traffic(&["udp-flows", &frames, "--flows", "8", "--count", "256"]);
+    let tap = format!("vtJ{}", pid());
+    let sock = d.path("m.sock");
+    let mut eal = eal_base("djam", "0");
+    eal.extend(strings(&[
+        "--vdev",
+        &format!("net_tap0,iface={tap}"),
+        "--vdev",
+        &format!("net_memif0,role=server,socket={sock}"),
+        "--vdev",
+        "net_null0,no-rx=1",
+    ]));
+    let args = strings(&[
+        "--vport",
+        "name=vm,fast=net_tap0",
+        "--vport",
+        "name=wan,fast=net_memif0,soft=net_null0",
+    ]);
+    let app = App::start(&eal, &args, &d.path("ctl.sock"), LIMIT);
+    let mut tp = testpmd("djam-tp", &[], &[format!("net_memif0,role=client,socket={sock}")]);
+    let wan_on = |want: &'static str| {
+        let app = &app;
+        move || {
+            let st = app.ctl(&["status"]);
+            if active_path(&st, "wan") == want {
+                Ok(Stats(app.ctl(&["stats"])))
+            } else {
+                Err(format!("{st:#}"))
+            }
+        }
+    };
+    // memif's link comes up when the client connects: wan moves to fast.
+    poll(LIMIT, "wan on its fast path once testpmd connects", wan_on("fast"));
+    quiet_ipv6(None, &tap);
+    let sending = SendLoop::start(&tap, &frames);
+
+    let s = poll(LIMIT, "wan fails over to soft when its ring takes nothing", || {
+        let s = Stats(app.ctl(&["stats"]));
+        match s.switch_count("wan", "tx-errors") {
+            0 => Err(format!("{:#}", s.0)),
+            _ => Ok(s),
+        }
+    });
+    let refused = s.path_counter("wan", "fast", "tx_full");
+    assert!(refused > 0, "{:#}", s.0);
+    assert_eq!(s.drop_count("tx-full"), refused, "{:#}", s.0);
+    assert_eq!(s.path_counter("wan", "fast", "tx_errors"), 0, "{:#}", s.0);
+    assert_eq!(
+        s.switch_count("wan", "link-change"),
+        1,
+        "only the first move to fast\n{:#}",
+        s.0
+    );
+    poll(LIMIT, "the soft path carries wan", || {
+        let s = Stats(app.ctl(&["stats"]));
+        match s.path_counter("wan", "soft", "tx_packets") {
+            0 => Err(format!("{:#}", s.0)),
+            _ => Ok(()),
+        }
+    });
+
+    // testpmd drains the ring from now on; a retry after this works.
+    let retries = Stats(app.ctl(&["stats"])).switch_count("wan", "tx-retry");
+    tp.write_stdin("set fwd rxonly\nstart\n");
+    let back = poll(LIMIT, "wan back on fast after its back-off", || {
+        let s = Stats(app.ctl(&["stats"]));
+        let st = app.ctl(&["status"]);
+        if s.switch_count("wan", "tx-retry") > retries && active_path(&st, "wan") == "fast" {
+            Ok(s)
+        } else {
+            Err(format!("{:#?}\n{st:#}", s.switches()))
+        }
+    });
+    let sent_then = back.path_counter("wan", "fast", "tx_packets");
+    let later = poll(LIMIT, "the fast path carries wan again", || {
+        let s = Stats(app.ctl(&["stats"]));
+        if s.path_counter("wan", "fast", "tx_packets") >= sent_then + 1000 {
+            Ok(s)
+        } else {
+            Err(format!("{:#}", s.0))
+        }
+    });
+    assert_eq!(
+        later.switch_count("wan", "tx-errors"),
+        back.switch_count("wan", "tx-errors"),
+        "the drained fast path was put aside again\n{:#}",
+        later.0
+    );
+    assert_eq!(active_path(&app.ctl(&["status"]), "wan"), "fast");
+    drop(sending);
+
+    tp.write_stdin("stop\nquit\n");
+    finish_testpmd(tp);
+    let o = app.stop(LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    assert!(
+        o.stderr.contains("refused") && o.stderr.contains("faulty for"),
+        "{}",
+        o.stderr
+    );
 }

@@ -654,14 +654,6 @@ fn persistent_tx_errors_fail_over_and_back() {
     stop_clean(app);
 }
 
-/// Switches of `vport` with this cause so far.
-fn switches_of(s: &Stats, vport: &str, cause: &str) -> usize {
-    s.switches()
-        .iter()
-        .filter(|w| w["vport"] == vport && w["cause"] == cause)
-        .count()
-}
-
 /// The wan fast device takes every frame but cannot send the long ones
 /// (an af_packet ring of 1,024-byte frames: the PMD frees longer frames
 /// and counts them as transmit errors) while its interface and carrier
@@ -687,7 +679,7 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
 
     let s = poll(END, "wan fails over to soft on transmit errors", || {
         let s = Stats(app.ctl(&["stats"]));
-        match switches_of(&s, "wan", "tx-errors") {
+        match s.switch_count("wan", "tx-errors") {
             0 => Err(format!("{:#}", s.0)),
             _ => Ok(s),
         }
@@ -695,14 +687,14 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
     let failed = s.path_counter("wan", "fast", "tx_errors");
     assert!(failed > 0, "{:#}", s.0);
     assert_eq!(s.device_drop("tx-errors"), failed, "{:#}", s.0);
-    assert_eq!(switches_of(&s, "wan", "link-change"), 0, "{:#}", s.0);
+    assert_eq!(s.switch_count("wan", "link-change"), 0, "{:#}", s.0);
     stream.advance(32 * REPORT);
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
 
     // Tried again after the back-off; still failing: aside once more.
     poll(END, "wan's fast path retried and found faulty again", || {
         let s = Stats(app.ctl(&["stats"]));
-        if switches_of(&s, "wan", "tx-retry") >= 1 && switches_of(&s, "wan", "tx-errors") >= 2 {
+        if s.switch_count("wan", "tx-retry") >= 1 && s.switch_count("wan", "tx-errors") >= 2 {
             Ok(())
         } else {
             Err(format!("{:#?}", s.switches()))

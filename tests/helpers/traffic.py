@@ -12,7 +12,8 @@ vfp-core's parser). Run with Debian's /usr/bin/python3 (python3-scapy).
                                                         the first fragment (or, --later, the
                                                         rest) of a 2,000-byte UDP datagram
                                                         10.1.0.4:P -> 198.51.100.7:53
-  traffic.py send IFACE IN.pcap                         sendp every packet of a pcap
+  traffic.py send IFACE IN.pcap [--loop]                sendp every packet of a pcap (--loop: again
+                                                        and again until killed)
 """
 import argparse
 import random
@@ -113,10 +114,12 @@ def main():
     ap.add_argument("--sport", type=int, default=5353)
     ap.add_argument("--ip-id", type=int, default=1)
     ap.add_argument("--later", action="store_true")
+    ap.add_argument("--loop", action="store_true")
     a = ap.parse_args()
     if a.kind == "send":
         iface, pcap = a.args
-        sendp(rdpcap(pcap), iface=iface)
+        # --loop: over and over until killed.
+        sendp(rdpcap(pcap), iface=iface, loop=1 if a.loop else 0)
         return 0
     out = a.args[0]
     if a.kind == "mixed":

@@ -415,6 +415,13 @@ impl Stats {
             .map(|(_, n)| n)
             .sum()
     }
+    /// Switches of `vport` with this cause in the recent-switch log.
+    pub fn switch_count(&self, vport: &str, cause: &str) -> usize {
+        self.switches()
+            .iter()
+            .filter(|w| w["vport"] == vport && w["cause"] == cause)
+            .count()
+    }
     /// A device-side loss summed over every path (`rx-nombuf`, ...).
     pub fn device_drop(&self, name: &str) -> u64 {
         self.0["device_drops"][name].as_u64().unwrap_or(0)
