@@ -7,10 +7,12 @@
 //! RX-errors and TX-errors per port.
 
 use crate::dpdk::{Port, PortStats};
+use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// One reading of the four counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// One reading of the four counters (serialized as the fields of a path
+/// in `stats`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DeviceDrops {
     /// Frames the device had no room for in its rx ring (`imissed`).
     pub rx_missed: u64,

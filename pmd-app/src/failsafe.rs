@@ -186,10 +186,9 @@ impl Dataplane {
     /// whose driver always reports link up, when its kernel interface has
     /// no carrier). The active path is *faulty* when its transmits keep
     /// failing (`oerrors` plus the packets its tx ring refused growing as
-    /// fast as `opackets`) in
-    /// `FAULT_POLLS` (3) polls with no clean one in between (idle polls do
-    /// not count either way); it is tried again after a back-off that
-    /// doubles on every relapse (1 s .. 30 s).
+    /// fast as `opackets`) in `FAULT_POLLS` (3) polls with no clean one in
+    /// between (idle polls do not count either way); it is tried again
+    /// after a back-off that doubles on every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
         let now = Instant::now();
         let mut causes: Vec<&'static str> = Vec::new();
@@ -211,14 +210,16 @@ impl Dataplane {
                 if let Some(s) = &st {
                     p.device_drops.record(s);
                 }
-                let st = st.unwrap_or_default();
                 let h = &mut p.health;
+                // A device that cannot be read counts as nothing sent and
+                // nothing failed, and keeps its baselines.
+                let (oe, op) = st.map_or((h.oerrors, h.opackets), |s| (s.oerrors, s.opackets));
                 let (oerrs, refused, sent) = (
-                    st.oerrors.saturating_sub(h.oerrors),
+                    oe.saturating_sub(h.oerrors),
                     refused_now.saturating_sub(h.refused),
-                    st.opackets.saturating_sub(h.opackets),
+                    op.saturating_sub(h.opackets),
                 );
-                (h.oerrors, h.opackets, h.refused) = (st.oerrors, st.opackets, refused_now);
+                (h.oerrors, h.opackets, h.refused) = (oe, op, refused_now);
                 // Sent and failed, or not taken at all: both are failures.
                 let errs = oerrs + refused;
                 if next == PathState::Up && active == Some(k) {

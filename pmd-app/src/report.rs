@@ -29,22 +29,10 @@ pub struct PathRow {
     pub tx_gbps: f64,
     /// Packets the app offered that the device refused (`tx-full`).
     pub tx_full: u64,
-    /// The devices' own losses on this path (see `device_drops.rs`).
-    pub rx_missed: u64,
-    pub rx_nombuf: u64,
-    pub rx_errors: u64,
-    pub tx_errors: u64,
-}
-
-impl PathRow {
-    pub fn device_drops(&self) -> DeviceDrops {
-        DeviceDrops {
-            rx_missed: self.rx_missed,
-            rx_nombuf: self.rx_nombuf,
-            rx_errors: self.rx_errors,
-            tx_errors: self.tx_errors,
-        }
-    }
+    /// The devices' own losses on this path (see `device_drops.rs`):
+    /// `rx_missed`, `rx_nombuf`, `rx_errors`, `tx_errors`.
+    #[serde(flatten)]
+    pub lost: DeviceDrops,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -122,10 +110,8 @@ impl Snapshot {
                     active: v.active == Some(k),
                     ..PathRow::default()
                 };
-                let dev = p.device_drops.total(p.port);
-                dev.add_to(&mut device_drops);
-                (row.rx_missed, row.rx_nombuf, row.rx_errors, row.tx_errors) =
-                    (dev.rx_missed, dev.rx_nombuf, dev.rx_errors, dev.tx_errors);
+                row.lost = p.device_drops.total(p.port);
+                row.lost.add_to(&mut device_drops);
                 let slot = crate::plan::path_slot(vi, k);
                 for w in &dp.workers {
                     let c = w.stats.path(slot);
@@ -278,7 +264,7 @@ impl Snapshot {
             .paths
             .iter()
             .flat_map(|r| {
-                r.device_drops()
+                r.lost
                     .named()
                     .into_iter()
                     .filter(|(_, n)| *n > 0)
