@@ -16,7 +16,7 @@
 //! pcap and null/ring devices and the hugepages run are in forward.rs.
 
 mod common;
-use common::live::{active_path, poll, App, Stats};
+use common::live::{active_path, poll, wait_switches, App, Stats};
 use common::*;
 use std::process::Command;
 use std::time::Duration;
@@ -636,13 +636,8 @@ fn a_transmit_queue_nobody_drains_fails_over_and_back() {
     quiet_ipv6(None, &tap);
     let sending = SendLoop::start(&tap, &frames);
 
-    let s = poll(LIMIT, "wan fails over to soft when its ring takes nothing", || {
-        let s = Stats(app.ctl(&["stats"]));
-        match s.switch_count("wan", "tx-errors") {
-            0 => Err(format!("{:#}", s.0)),
-            _ => Ok(s),
-        }
-    });
+    // wan fails over to soft when its ring takes nothing.
+    let s = wait_switches(&app, "wan", "tx-errors", 1, LIMIT);
     let refused = s.path_counter("wan", "fast", "tx_full");
     assert!(refused > 0, "{:#}", s.0);
     assert_eq!(s.drop_count("tx-full"), refused, "{:#}", s.0);

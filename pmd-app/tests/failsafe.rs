@@ -103,6 +103,27 @@ fn wait_vm_active(app: &App, want: &str, what: &str, context: impl Fn() -> Strin
     })
 }
 
+/// Round `round` of switching both vports under `streams`: to soft on
+/// even rounds and fast on odd ones, which vport first alternating every
+/// two rounds. No counter goes back across the switches (from `prev`) nor
+/// across the traffic after them (every stream advances). Returns the
+/// path, the stats after the switches and those after the traffic.
+fn switch_round(app: &App, streams: &mut [Stream], round: usize, prev: &Stats) -> (&'static str, Stats, Stats) {
+    let path = if round.is_multiple_of(2) { "soft" } else { "fast" };
+    let order = if round % 4 < 2 { ["vm", "wan"] } else { ["wan", "vm"] };
+    for v in order {
+        switch(app, v, path);
+    }
+    let now = Stats(app.ctl(&["stats"]));
+    assert_not_behind(prev, &now, &format!("after switch round {round} to {path}"));
+    for s in streams.iter_mut() {
+        s.advance(REPORT);
+    }
+    let later = Stats(app.ctl(&["stats"]));
+    assert_not_behind(&now, &later, &format!("traffic after round {round}"));
+    (path, now, later)
+}
+
 /// Stops the app: a clean exit with every mbuf back in the pool.
 fn stop_clean(app: App) {
     let o = app.stop(STOP);
@@ -228,19 +249,7 @@ fn planned_switches_under_traffic_lose_nothing() {
 
     let mut prev = Stats(app.ctl(&["stats"]));
     for round in 0..20 {
-        let path = if round % 2 == 0 { "soft" } else { "fast" };
-        let order = if round % 4 < 2 { ["vm", "wan"] } else { ["wan", "vm"] };
-        for v in order {
-            switch(&app, v, path);
-        }
-        let now = Stats(app.ctl(&["stats"]));
-        assert_not_behind(&prev, &now, &format!("after switch round {round} to {path}"));
-        for s in streams.iter_mut() {
-            s.advance(REPORT);
-        }
-        let later = Stats(app.ctl(&["stats"]));
-        assert_not_behind(&now, &later, &format!("traffic after round {round}"));
-        prev = later;
+        prev = switch_round(&app, &mut streams, round, &prev).2;
     }
     // The same connections, with the same flows and NAT bindings, in the
     // same state: nothing was re-established.
@@ -290,18 +299,7 @@ fn switches_that_move_arrival_lcores_keep_flows_with_their_owners() {
 
     let mut prev = Stats(app.ctl(&["stats"]));
     for round in 0..10 {
-        let path = if round % 2 == 0 { "soft" } else { "fast" };
-        let order = if round % 4 < 2 { ["vm", "wan"] } else { ["wan", "vm"] };
-        for v in order {
-            switch(&app, v, path);
-        }
-        let now = Stats(app.ctl(&["stats"]));
-        assert_not_behind(&prev, &now, &format!("after switch round {round} to {path}"));
-        for s in streams.iter_mut() {
-            s.advance(REPORT);
-        }
-        let later = Stats(app.ctl(&["stats"]));
-        assert_not_behind(&now, &later, &format!("traffic after round {round}"));
+        let (path, now, later) = switch_round(&app, &mut streams, round, &prev);
         if path == "soft" {
             // Everything arrived on worker 0: worker 1's streams moved
             // only through hand-offs.
@@ -677,13 +675,8 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
     let mut stream = Stream::open(&topo, 5901, 0);
     let flow = flow_of(&app, &stream);
 
-    let s = poll(END, "wan fails over to soft on transmit errors", || {
-        let s = Stats(app.ctl(&["stats"]));
-        match s.switch_count("wan", "tx-errors") {
-            0 => Err(format!("{:#}", s.0)),
-            _ => Ok(s),
-        }
-    });
+    // wan fails over to soft on the transmit errors alone.
+    let s = wait_switches(&app, "wan", "tx-errors", 1, END);
     let failed = s.path_counter("wan", "fast", "tx_errors");
     assert!(failed > 0, "{:#}", s.0);
     assert_eq!(s.device_drop("tx-errors"), failed, "{:#}", s.0);
@@ -692,14 +685,8 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the failover");
 
     // Tried again after the back-off; still failing: aside once more.
-    poll(END, "wan's fast path retried and found faulty again", || {
-        let s = Stats(app.ctl(&["stats"]));
-        if s.switch_count("wan", "tx-retry") >= 1 && s.switch_count("wan", "tx-errors") >= 2 {
-            Ok(())
-        } else {
-            Err(format!("{:#?}", s.switches()))
-        }
-    });
+    let s = wait_switches(&app, "wan", "tx-errors", 2, END);
+    assert!(s.switch_count("wan", "tx-retry") >= 1, "{:#?}", s.switches());
     stream.advance(32 * REPORT);
 
     // A device that can send: wan is back on fast and stays there.

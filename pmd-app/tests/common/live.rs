@@ -476,6 +476,19 @@ pub fn find_flow(flows: &Value, needle: &str) -> Value {
         .unwrap_or_else(|| panic!("no flow mentions {needle}:\n{flows:#}"))
 }
 
+/// Waits (bounded) until `vport` has switched at least `n` times for
+/// `cause`; the stats that show it.
+pub fn wait_switches(app: &App, vport: &str, cause: &str, n: usize, limit: Duration) -> Stats {
+    poll(limit, &format!("{n} {cause} switch(es) of {vport}"), || {
+        let s = Stats(app.ctl(&["stats"]));
+        if s.switch_count(vport, cause) >= n {
+            Ok(s)
+        } else {
+            Err(format!("{:#?}", s.switches()))
+        }
+    })
+}
+
 /// Polls `cond` every 50 ms until it returns Some, failing after `limit`
 /// with `what` and the last value seen.
 pub fn poll<T>(limit: Duration, what: &str, mut cond: impl FnMut() -> Result<T, String>) -> T {
