@@ -24,9 +24,27 @@ use std::time::{Duration, Instant};
 /// that keeps producing, like an infinite pcap, must not hold us here).
 const DRAIN_BURSTS: usize = 64;
 /// 100 ms link polls with failing transmits (as many failed as sent, or
-/// more), with no poll of clean transmits in between, before the active
-/// path is declared faulty.
+/// packets refused and none sent), with no poll of clean transmits in
+/// between, before the active path is declared faulty.
 const FAULT_POLLS: u32 = 3;
+
+/// What one poll's transmit counters (errors, packets refused, packets
+/// sent since the last poll) say of a path: Some(true) failing, when sends
+/// fail at least as often as they succeed or the queue refuses packets
+/// and sends none at all (a hung queue; a congested one refuses some and
+/// keeps sending); Some(false) healthy, when it sent and nothing failed;
+/// None when nothing was sent or refused, which says nothing either way
+/// (the senders may be backing off from the very failures: TCP
+/// retransmits ever more rarely).
+fn transmit_verdict(oerrs: u64, refused: u64, sent: u64) -> Option<bool> {
+    if (oerrs > 0 && oerrs >= sent) || (refused > 0 && sent == 0) {
+        Some(true)
+    } else if oerrs == 0 && sent > 0 {
+        Some(false)
+    } else {
+        None
+    }
+}
 
 /// Kernel carrier of the interface an af_packet path is bound to (its
 /// driver reports link up regardless); `None` when not applicable.
@@ -185,10 +203,11 @@ impl Dataplane {
     /// on a change. A path is down when its link is down (for af_packet,
     /// whose driver always reports link up, when its kernel interface has
     /// no carrier). The active path is *faulty* when its transmits keep
-    /// failing (`oerrors` plus the packets its tx ring refused growing as
-    /// fast as `opackets`) in `FAULT_POLLS` (3) polls with no clean one in
-    /// between (idle polls do not count either way); it is tried again
-    /// after a back-off that doubles on every relapse (1 s .. 30 s).
+    /// failing (`oerrors` growing as fast as `opackets`, or its tx ring
+    /// refusing packets while `opackets` stands still) in `FAULT_POLLS`
+    /// (3) polls with no clean one in between (idle polls do not count
+    /// either way); it is tried again after a back-off that doubles on
+    /// every relapse (1 s .. 30 s).
     pub fn poll_links(&mut self) {
         let now = Instant::now();
         let mut causes: Vec<&'static str> = Vec::new();
@@ -220,17 +239,11 @@ impl Dataplane {
                     op.saturating_sub(h.opackets),
                 );
                 (h.oerrors, h.opackets, h.refused) = (oe, op, refused_now);
-                // Sent and failed, or not taken at all: both are failures.
-                let errs = oerrs + refused;
                 if next == PathState::Up && active == Some(k) {
-                    if errs > 0 && errs >= sent {
-                        h.bad_polls += 1;
-                    } else if errs == 0 && sent > 0 {
-                        // Sent, and nothing failed. A poll in which
-                        // nothing was sent says nothing either way: the
-                        // senders may be backing off from the very
-                        // failures (TCP retransmits ever more rarely).
-                        h.bad_polls = 0;
+                    match transmit_verdict(oerrs, refused, sent) {
+                        Some(true) => h.bad_polls += 1,
+                        Some(false) => h.bad_polls = 0,
+                        None => {}
                     }
                     if h.bad_polls >= FAULT_POLLS {
                         let recent = h
@@ -437,5 +450,23 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transmit_verdict;
+
+    #[test]
+    fn transmit_verdicts() {
+        // (errors, refused, sent)
+        assert_eq!(transmit_verdict(0, 0, 0), None, "idle");
+        assert_eq!(transmit_verdict(0, 0, 500), Some(false), "clean");
+        assert_eq!(transmit_verdict(5, 0, 5), Some(true), "half the sends fail");
+        assert_eq!(transmit_verdict(5, 0, 0), Some(true), "every send fails");
+        assert_eq!(transmit_verdict(0, 64, 0), Some(true), "hung queue");
+        assert_eq!(transmit_verdict(0, 400, 1000), Some(false), "congested but sending");
+        assert_eq!(transmit_verdict(3, 0, 1000), None, "a few errors");
+        assert_eq!(transmit_verdict(3, 400, 1000), None, "a few errors, congested");
     }
 }

@@ -51,8 +51,8 @@ pub struct PathCounters {
     pub tx_packets: Counter,
     pub tx_bytes: Counter,
     /// Packets the device refused (its tx ring stayed full; counted as
-    /// `tx-full` drops too). The failsafe watch counts them as failed
-    /// transmits: a transmit queue that hangs takes nothing.
+    /// `tx-full` drops too). The failsafe watch takes refusals with
+    /// nothing sent for a hung transmit queue.
     pub tx_full: Counter,
 }
 
