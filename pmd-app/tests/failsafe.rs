@@ -79,9 +79,7 @@ fn start_app_with(tag: &str, topo: &Pair, d: &Scratch, lcores: &str, vdevs: Vec<
 }
 
 fn final_stats(d: &Scratch) -> Stats {
-    let f = d.path("final.json");
-    let text = std::fs::read_to_string(&f).unwrap_or_else(|e| panic!("--final-stats {f}: {e}"));
-    Stats(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}")))
+    Stats::read(&d.path("final.json"))
 }
 
 fn switch(app: &App, vport: &str, path: &str) {
@@ -126,9 +124,7 @@ fn switch_round(app: &App, streams: &mut [Stream], round: usize, prev: &Stats) -
 
 /// Stops the app: a clean exit with every mbuf back in the pool.
 fn stop_clean(app: App) {
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    app.stop_clean(STOP);
 }
 
 /// Every counter the app reports that must never go back while it runs:
@@ -716,9 +712,7 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
     );
     assert_eq!(flow_of(&app, &stream), flow, "the flow changed across the switches");
     stream.finish();
-    let o = app.stop(STOP);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    let o = app.stop_clean(STOP);
     assert!(
         o.stderr.contains("fails to transmit") && o.stderr.contains("faulty for 2000 ms"),
         "no doubled back-off in the log\n{}",

@@ -342,6 +342,19 @@ impl App {
         })
     }
 
+    /// `stats`, which must succeed.
+    pub fn stats(&self) -> Stats {
+        Stats(self.ctl(&["stats"]))
+    }
+
+    /// [`App::stop`], checking a clean exit (status 0, every mbuf back).
+    pub fn stop_clean(self, limit: Duration) -> super::Output {
+        let o = self.stop(limit);
+        assert_eq!(o.code(), 0, "{}", o.all());
+        assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+        o
+    }
+
     /// Stops the app with SIGINT and waits (bounded) for it to exit.
     pub fn stop(mut self, limit: Duration) -> super::Output {
         let child = self.child.as_mut().unwrap();
@@ -374,6 +387,11 @@ impl Drop for App {
 pub struct Stats(pub Value);
 
 impl Stats {
+    /// Reads the file `--final-stats` wrote.
+    pub fn read(path: &str) -> Stats {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("--final-stats {path}: {e}"));
+        Stats(serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}")))
+    }
     fn path(&self, vport: &str, path: &str) -> &Value {
         self.0["vports"]
             .as_array()
