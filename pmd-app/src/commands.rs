@@ -162,7 +162,13 @@ fn path_json(dp: &Dataplane, vi: usize, k: PathKind) -> Value {
             } else {
                 p.state.as_str()
             };
-            json!({"device": p.device, "port_id": p.port.map(|x| x.0), "state": state})
+            let mut o = json!({"device": p.device, "port_id": p.port.map(|x| x.0), "state": state});
+            // A faulty path is tried again after a back-off: say when.
+            if let (PathState::Faulty, Some(at)) = (p.state, p.health.retry_at) {
+                let left = at.saturating_duration_since(std::time::Instant::now());
+                o["retry_in_ms"] = json!(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+            }
+            o
         }
     }
 }

@@ -76,6 +76,7 @@ fn tables() {
             "SOFT",
             "net_tap0 (port 0, up)",
             "net_ring1 (port 3, up)",
+            "0000:03:00.1 (port 4, faulty, retry in 1.8 s)",
         ],
     );
     let ports = ok(&fx, &["ports"]);

@@ -683,6 +683,20 @@ fn transmit_errors_with_the_link_up_fail_over_and_retry() {
     // Tried again after the back-off; still failing: aside once more.
     let s = wait_switches(&app, "wan", "tx-errors", 2, END);
     assert!(s.switch_count("wan", "tx-retry") >= 1, "{:#?}", s.switches());
+    // Put aside, status says when the path is tried next (within the
+    // longest back-off); the soft path, carrying wan, has no retry.
+    let wan = poll(END, "wan fast shown faulty", || {
+        let st = app.ctl(&["status"]);
+        let wan = vport_status(&st, "wan");
+        if wan["fast"]["state"] == "faulty" {
+            Ok(wan)
+        } else {
+            Err(format!("{st:#}"))
+        }
+    });
+    let retry = wan["fast"]["retry_in_ms"].as_u64();
+    assert!(retry.is_some_and(|ms| ms <= 30_000), "{wan:#}");
+    assert_eq!(wan["soft"].get("retry_in_ms"), None, "{wan:#}");
     stream.advance(32 * REPORT);
 
     // A device that can send: wan is back on fast and stays there.

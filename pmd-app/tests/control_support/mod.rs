@@ -140,7 +140,7 @@ pub fn status() -> Value {
              "fast": {"device": "net_tap0", "port_id": 0, "state": "up"},
              "soft": {"device": "net_af_packet0", "port_id": 2, "state": "standby"}},
             {"name": "vm1", "role": "vm", "active": "soft", "mode": "pinned",
-             "fast": null,
+             "fast": {"device": "0000:03:00.1", "port_id": 4, "state": "faulty", "retry_in_ms": 1800},
              "soft": {"device": "net_ring1", "port_id": 3, "state": "up"}}
         ]
     })

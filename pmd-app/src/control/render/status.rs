@@ -16,8 +16,12 @@ fn path_cell(p: &Value) -> String {
     if !p.is_object() {
         return "-".into();
     }
+    let retry = match p["retry_in_ms"].as_u64() {
+        Some(ms) => format!(", retry in {:.1} s", ms as f64 / 1000.0),
+        None => String::new(),
+    };
     format!(
-        "{} (port {}, {})",
+        "{} (port {}, {}{retry})",
         field(p, "device"),
         field(p, "port_id"),
         field(p, "state")
