@@ -93,6 +93,9 @@ pub struct Dataplane {
     /// Every shard's counters, indexed like `workers` (empty until the
     /// pipeline starts); shared with DPDK telemetry's thread.
     pub engine_stats: Arc<std::sync::Mutex<Vec<Arc<ShardStats>>>>,
+    /// Every path's device drops as the last link poll read them; shared
+    /// with DPDK telemetry's thread.
+    pub device_drops: Arc<crate::device_drops::Published>,
     /// The supervisor's latest rate sample (rates are against it).
     pub last_sample: Option<crate::report::Snapshot>,
 }

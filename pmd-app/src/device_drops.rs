@@ -9,6 +9,7 @@
 use crate::dpdk::{Port, PortStats};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One reading of the four counters (serialized as the fields of a path
 /// in `stats`).
@@ -93,11 +94,42 @@ impl PathDeviceDrops {
         self.retired.plus(current.unwrap_or(self.last))
     }
 
+    /// The path's totals as last read (no device access): what
+    /// [`Published`] carries.
+    pub fn recorded(&self) -> DeviceDrops {
+        self.retired.plus(self.last)
+    }
+
     /// The current device is going away: its counters join the retired.
     pub fn retire(&mut self, port: Port) {
         self.refresh(port);
         self.retired = self.retired.plus(self.last);
         self.last = DeviceDrops::default();
+    }
+}
+
+/// The devices' losses summed over every path as the control thread last
+/// read them (every link poll), for readers on other threads (DPDK
+/// telemetry's `/vfp/device_drops`), which must not read a device the
+/// control thread may be removing.
+#[derive(Debug, Default)]
+pub struct Published([AtomicU64; 4]);
+
+impl Published {
+    pub fn store(&self, d: DeviceDrops) {
+        for (slot, (_, n)) in self.0.iter().zip(d.named()) {
+            slot.store(n, Ordering::Relaxed);
+        }
+    }
+
+    pub fn load(&self) -> DeviceDrops {
+        let [rx_missed, rx_nombuf, rx_errors, tx_errors] = self.0.each_ref().map(|a| a.load(Ordering::Relaxed));
+        DeviceDrops {
+            rx_missed,
+            rx_nombuf,
+            rx_errors,
+            tx_errors,
+        }
     }
 }
 
@@ -123,6 +155,9 @@ mod tests {
         b.add_to(&mut m);
         assert_eq!(m["rx-errors"], 9);
         assert_eq!(m.len(), 4);
+        let p = Published::default();
+        p.store(b);
+        assert_eq!(p.load(), b);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! this touches it.
 
 use crate::dataplane::{Dataplane, PublishError};
+use crate::device_drops::DeviceDrops;
 use crate::dpdk::events::{self, DeviceEvent};
 use crate::dpdk::{Burst, Port};
 use crate::handoff::Handoff;
@@ -293,6 +294,12 @@ impl Dataplane {
                 }
             }
         }
+        let seen = self
+            .vports
+            .iter()
+            .flat_map(|v| PathKind::BOTH.into_iter().filter_map(|k| v.path(k)))
+            .fold(DeviceDrops::default(), |sum, p| sum.plus(p.device_drops.recorded()));
+        self.device_drops.store(seen);
         if let Some(cause) = causes.first() {
             if let Err(e) = self.reconcile(cause) {
                 log::error!("{e}");

@@ -148,6 +148,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         cmd_seq: 0,
         policy_generation: 0,
         engine_stats: Default::default(),
+        device_drops: Default::default(),
         last_sample: None,
     };
     let mut pipes: Vec<Option<Box<Pipeline>>> = match &app.policy {
@@ -313,12 +314,15 @@ fn discard_rx(port: dpdk::Port, rx_queues: u16) {
 }
 
 /// The app's counters under DPDK telemetry (`dpdk-telemetry.py`:
-/// `/vfp/stats`, `/vfp/drops`), read lock-free from the per-lcore blocks.
+/// `/vfp/stats`, `/vfp/drops`), read lock-free from the per-lcore blocks,
+/// and the devices' own losses (`/vfp/device_drops`) as the control
+/// thread last read them.
 fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::telemetry::Source)> {
     let workers: Vec<Arc<WorkerStats>> = dp.workers.iter().map(|w| w.stats.clone()).collect();
     let engine = dp.engine_stats.clone();
     let w2 = workers.clone();
     let e2 = engine.clone();
+    let seen = dp.device_drops.clone();
     let stats: dpdk::telemetry::Source = Box::new(move || {
         let sum = |f: &dyn Fn(&WorkerStats) -> u64| workers.iter().map(|w| f(w)).sum::<u64>();
         let mut v = vec![
@@ -370,6 +374,14 @@ fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::t
             stats,
         ),
         ("/vfp/drops", "pmd-app drops by reason, summed over lcores", drops),
+        (
+            "/vfp/device_drops",
+            "frames the devices lost, summed over every vport path (as of the last link poll)",
+            Box::new(move || {
+                let d = seen.load().named();
+                d.into_iter().map(|(k, n)| (k.replace('-', "_"), n)).collect()
+            }),
+        ),
     ]
 }
 

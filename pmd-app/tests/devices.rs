@@ -474,8 +474,9 @@ fn an_undersized_pool_loses_frames_as_rx_nombuf_and_says_so() {
 /// discards it and counts an rx error. Ten such frames, then ten short
 /// ones, then one more long one, written on the kernel side in that
 /// order: the app reports exactly eleven `rx-errors` on the tap's path
-/// and in `device_drops`, and forwards the ten short frames intact. The
-/// count survives the tap's removal and return.
+/// and in `device_drops` (DPDK telemetry's `/vfp/device_drops` too), and
+/// forwards the ten short frames intact. The count survives the tap's
+/// removal and return.
 #[test]
 fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
     let d = Scratch::new("dierr");
@@ -522,6 +523,7 @@ fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
     assert_eq!(s.device_drop("rx-errors"), 11, "{:#}", s.0);
     assert_eq!(s.device_drop("rx-nombuf"), 0, "{:#}", s.0);
     assert_eq!(s.drop_total(), 0, "{:#}", s.0);
+    telemetry_device_drops(&prefix("dierr"), "rx_errors", 11);
 
     // The tap removed and plugged back is a new device counting from
     // zero: the path keeps the eleven, and counts on from there.
@@ -537,6 +539,8 @@ fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
             n => Err(n.to_string()),
         }
     });
+    // The eleven of the removed device and the new device's one.
+    telemetry_device_drops(&prefix("dierr"), "rx_errors", 12);
     let o = app.stop_clean(LIMIT);
     assert!(o.stdout.contains("device drops: vm/fast:rx-errors=12"), "{}", o.stdout);
     // Out: the ten short frames as they went in (the kernel's own frames,
@@ -548,6 +552,25 @@ fn tap_frames_longer_than_the_mbuf_are_counted_as_rx_errors() {
     let f = Stats::read(&fin);
     assert_eq!(f.path_counter("vm", "fast", "rx_errors"), 12, "{:#}", f.0);
     assert_eq!(f.device_drop("rx-errors"), 12, "{:#}", f.0);
+}
+
+/// Waits for DPDK telemetry's `/vfp/device_drops` to show `n` as `name`
+/// (it follows the control thread's link poll) and the other counters 0.
+fn telemetry_device_drops(prefix: &str, name: &str, n: u64) {
+    let v = poll(LIMIT, "/vfp/device_drops", || {
+        let v = telemetry(prefix, "/vfp/device_drops").unwrap_or_default();
+        let d = &v["/vfp/device_drops"];
+        if d[name] == n {
+            Ok(d.clone())
+        } else {
+            Err(v.to_string())
+        }
+    });
+    for other in ["rx_missed", "rx_nombuf", "rx_errors", "tx_errors"] {
+        if other != name {
+            assert_eq!(v[other], 0, "{other}: {v}");
+        }
+    }
 }
 
 /// `traffic.py send IFACE PCAP --loop` in the background, killed on drop.
