@@ -111,6 +111,40 @@ fn runs_on_hugepages() {
     assert!(left.is_empty(), "hugepage files left behind: {left:?}");
 }
 
+/// `systemctl stop` sends SIGTERM: under a full load (net_null receives
+/// on every poll) the app stops as it does on SIGINT, with status 0, its
+/// final counters, its `--final-stats` file and every mbuf back.
+#[test]
+fn sigterm_stops_cleanly_under_load() {
+    let d = Scratch::new("fwdterm");
+    let mut eal = eal_base("fwdterm", "0-1");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let fin = d.path("final.json");
+    let args = strings(&[
+        "--vport",
+        "name=vm,fast=net_null0,role=vm",
+        "--vport",
+        "name=wan,fast=net_null1,role=net",
+        "--final-stats",
+        &fin,
+    ]);
+    let app = live::App::start(&eal, &args, &d.path("ctl.sock"), LIMIT);
+    poll_until(
+        LIMIT,
+        "traffic",
+        || app.stats().total("rx_packets") > 10_000,
+        String::new,
+    );
+    let o = app.stop_by("TERM", LIMIT);
+    assert_eq!(o.code(), 0, "{}", o.all());
+    assert!(o.stderr.contains("signal received, stopping"), "{}", o.all());
+    assert!(o.stdout.contains("final counters"), "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+    let f = live::Stats::read(&fin);
+    assert_eq!(f.mbufs_in_use(), 0, "{:#}", f.0);
+    assert!(f.total("tx_packets") > 10_000, "{:#}", f.0);
+}
+
 #[test]
 fn null_and_ring_devices_forward() {
     // net_null generates on rx; net_ring loops its tx back to its rx, so

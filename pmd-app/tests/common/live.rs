@@ -356,15 +356,21 @@ impl App {
     }
 
     /// Stops the app with SIGINT and waits (bounded) for it to exit.
-    pub fn stop(mut self, limit: Duration) -> super::Output {
+    pub fn stop(self, limit: Duration) -> super::Output {
+        self.stop_by("INT", limit)
+    }
+
+    /// Stops the app with signal `sig` (`INT`, `TERM`) and waits
+    /// (bounded) for it to exit.
+    pub fn stop_by(mut self, sig: &str, limit: Duration) -> super::Output {
         let child = self.child.as_mut().unwrap();
         let pid = child.id().to_string();
-        let k = Command::new("kill").args(["-INT", &pid]).status();
-        assert!(k.as_ref().is_ok_and(|s| s.success()), "kill -INT {pid}: {k:?}");
+        let k = Command::new("kill").args([&format!("-{sig}"), &pid]).status();
+        assert!(k.as_ref().is_ok_and(|s| s.success()), "kill -{sig} {pid}: {k:?}");
         let waited = super::wait_bounded(child, limit);
         let (stdout, stderr) = self.collect();
         let Ok(status) = waited else {
-            panic!("pmd-app did not stop within {limit:?} of SIGINT:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+            panic!("pmd-app did not stop within {limit:?} of SIG{sig}:\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
         };
         self.child = None;
         super::Output { status, stdout, stderr }
