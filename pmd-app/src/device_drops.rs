@@ -100,7 +100,9 @@ impl PathDeviceDrops {
         self.retired.plus(self.last)
     }
 
-    /// The current device is going away: its counters join the retired.
+    /// The current device is going away: its counters join the retired
+    /// (a device already physically gone cannot be read: its last
+    /// reading, at most one link poll old, stands in).
     pub fn retire(&mut self, port: Port) {
         self.refresh(port);
         self.retired = self.retired.plus(self.last);

@@ -251,9 +251,22 @@ impl Port {
         }
     }
 
+    /// Whether the device is physically gone (a hot-removed PCI function;
+    /// its driver must say so, vdevs never are): reading it then returns
+    /// whatever the bus gives for absent hardware, not its counters.
+    pub fn is_removed(self) -> bool {
+        // SAFETY: takes a port id by value; an unknown id is answered 0.
+        unsafe { dpdk_sys::rte_eth_dev_is_removed(self.0) != 0 }
+    }
+
     /// The device's basic counters; None when the driver cannot read
-    /// them (a device already gone).
+    /// them, and for a device that is physically gone
+    /// ([`Port::is_removed`]), so that callers keep their last reading
+    /// instead of what absent hardware reads as.
     pub fn stats(self) -> Option<PortStats> {
+        if self.is_removed() {
+            return None;
+        }
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid out struct.
         let rc = unsafe { dpdk_sys::rte_eth_stats_get(self.0, &mut s) };
