@@ -24,9 +24,17 @@
 //! No allocation happens on either path except inside the policy
 //! evaluator: pairs go into a preallocated slab, messages into a
 //! preallocated outbox (which the app must drain every poll iteration).
+//!
+//! This file holds the shard, its hit path and its flow lifecycle; the
+//! rarer paths have files of their own: `first_packet.rs` (the miss),
+//! `fragment.rs`, `related.rs` (ICMP errors) and `reconcile.rs`.
 
+mod first_packet;
+mod fragment;
 mod inspect;
 mod msg;
+mod reconcile;
+mod related;
 mod stats;
 mod verdict;
 
@@ -35,21 +43,18 @@ pub use msg::ShardMsg;
 pub use stats::ShardStats;
 pub use verdict::{DropReason, Verdict};
 
+use first_packet::{claim_snat, SnatCursor};
+
 use std::sync::Arc;
 
-use crate::action::compile::{compile_pair, reverse_key, FirstPacket};
 use crate::action::encap::OuterChecksum;
-use crate::action::icmp_error::{self, Quote};
-use crate::action::nat::{NatBinding, NatPorts};
+use crate::action::nat::NatPorts;
 use crate::action::transposition::ChecksumPlan;
-use crate::decision::{Actions, Decision, SnatSpec};
-use crate::engine;
 use crate::flow::expiry::Sweeper;
-use crate::flow::fragments::{frag_key, FragTable, FragTarget};
-use crate::flow::key::{proto, FlowKey};
+use crate::flow::fragments::{FragTable, FragTarget};
+use crate::flow::key::FlowKey;
 use crate::flow::pair::{FlowPair, Side, HIT_LINES, SWEEP_LINES};
-use crate::flow::table::{FlowTable, InsertError, Lookup};
-use crate::flow::tcp_state::flags;
+use crate::flow::table::{FlowTable, Lookup};
 use crate::frame::Frame;
 use crate::parse::{Fragment, Parsed, L3};
 use crate::policy::Policy;
@@ -67,9 +72,6 @@ impl Hint {
 
 /// Messages the outbox holds before it would have to grow.
 pub const OUTBOX_CAPACITY: usize = 4096;
-/// Ports examined when looking for an SNAT port whose return traffic
-/// hashes to this shard, before settling for any free port.
-const PREFERRED_SNAT_SCAN: usize = 128;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShardConfig {
@@ -431,313 +433,10 @@ impl Shard {
         None
     }
 
-    /// The slow path, kept out of line so the hit path stays small (no
-    /// stack frame for a pair under construction, fewer spills).
-    #[inline(never)]
-    fn miss(&mut self, frame: &mut Frame, parsed: &Parsed, now: u64, may_redirect: bool) -> Verdict {
-        if icmp_error::is_error(frame.data(), parsed) {
-            return match icmp_error::quoted(frame.data(), parsed) {
-                Some(q) => self.related(frame, parsed, &q, may_redirect),
-                None => Verdict::Drop(DropReason::NoFlow),
-            };
-        }
-        let key = &parsed.key;
-        let owner = key.owner(self.cfg.nshards);
-        if may_redirect && owner != self.cfg.id {
-            return Verdict::Redirect { owner };
-        }
-        if !opens_connection(parsed) {
-            return Verdict::Drop(DropReason::NoFlow);
-        }
-        if self.table.is_full() {
-            return Verdict::Drop(DropReason::TableFull);
-        }
-        // The decision borrows the policy while the pair is created from
-        // the shard's other fields: no reference count is touched (a
-        // locked instruction would wait for every cache miss in flight).
-        let Shard {
-            cfg,
-            policy,
-            nat,
-            table,
-            stats,
-            outbox,
-            snat,
-            ..
-        } = self;
-        let actions = match engine::evaluate(policy, parsed, key) {
-            Decision::Allow(a) => a,
-            Decision::Deny(_) => return Verdict::Drop(DropReason::PolicyDeny),
-        };
-        let first = FirstPacket::capture(frame.data(), parsed);
-        let creator = Creator {
-            cfg,
-            nat,
-            table,
-            stats,
-            outbox,
-            snat,
-        };
-        match creator.create_pair(&first, &actions, policy.generation, now) {
-            Ok(idx) => self.hit(idx, Side::Forward, frame, parsed, now, may_redirect),
-            Err(r) => Verdict::Drop(r),
-        }
-    }
-
-    /// A fragment (see [`crate::flow::fragments`]). A first fragment is
-    /// looked up like any packet; once forwarded through a pair side it
-    /// leaves that side for the datagram's later fragments (and asks the
-    /// datagram key's owner, when that is another shard, to redirect them
-    /// here), and once handed to another shard it leaves that shard. A
-    /// later fragment takes the side its first fragment took, or follows
-    /// it to the shard its entry names.
-    #[cold]
-    #[inline(never)]
-    fn fragment(
-        &mut self,
-        frame: &mut Frame,
-        parsed: &Parsed,
-        hash: u64,
-        hint: Hint,
-        now: u64,
-        may_redirect: bool,
-    ) -> Verdict {
-        let Some((fk, span)) = frag_key(frame.data(), parsed) else {
-            return Verdict::Drop(DropReason::Fragment);
-        };
-        if !span.fits() {
-            return Verdict::Drop(DropReason::Fragment);
-        }
-        if parsed.fragment == Fragment::First {
-            let v = self.look_up_and_run(frame, parsed, hash, hint, now, may_redirect);
-            match v {
-                Verdict::Forward { .. } => {
-                    if let Some(Lookup::Pair { idx, side }) = self.table.lookup_hashed(hash, &parsed.key) {
-                        let target = FragTarget::Pair {
-                            idx,
-                            side,
-                            key: parsed.key,
-                            first_end: span.end,
-                        };
-                        self.note_fragment(fk, target, now);
-                        self.ask_owner_to_redirect(fk, now);
-                    }
-                }
-                Verdict::Redirect { owner } => self.note_fragment(fk, FragTarget::Shard(owner), now),
-                Verdict::Drop(_) => {}
-            }
-            return v;
-        }
-        let (idx, side, key, first_end) = match self.frags.find(&fk, now) {
-            Some(FragTarget::Pair {
-                idx,
-                side,
-                key,
-                first_end,
-            }) => (idx, side, key, first_end),
-            Some(FragTarget::Shard(owner)) => return Verdict::Redirect { owner },
-            None => {
-                let owner = fk.owner(self.cfg.nshards);
-                if may_redirect && owner != self.cfg.id {
-                    return Verdict::Redirect { owner };
-                }
-                return Verdict::Drop(DropReason::Fragment);
-            }
-        };
-        // RFC 1858: a fragment overlapping the first could rewrite the L4
-        // header the flow was matched on.
-        if span.offset < first_end {
-            return Verdict::Drop(DropReason::Fragment);
-        }
-        // The pair must still be the one the first fragment took (its
-        // slot may hold another flow now), before and after a reload's
-        // reconciliation (which may rekey the side).
-        if !self.table.pair(idx).is_some_and(|p| *p.key(side) == key) {
-            return Verdict::Drop(DropReason::Fragment);
-        }
-        match self.still_holds(idx, side, &key) {
-            Ok(true) => {}
-            Ok(false) => return Verdict::Drop(DropReason::Fragment),
-            Err(r) => return Verdict::Drop(r),
-        }
-        let len = frame.len();
-        let (offload, default) = (self.offload_vports, self.outer_csum);
-        let Some(pair) = self.table.pair_mut(idx) else {
-            return Verdict::Drop(DropReason::Fragment);
-        };
-        let x = *pair.xpos(side);
-        let vport = x.out_vport;
-        match x.apply_with(frame, parsed, outer_checksum(offload, default, vport)) {
-            Ok(plan) => {
-                pair.touch(side, len, now, 0);
-                self.plan = plan;
-                self.stats.fragments_forwarded.inc();
-                self.stats.forwarded.inc();
-                Verdict::Forward { vport }
-            }
-            Err(r) => Verdict::Drop(r),
-        }
-    }
-
-    /// Remembers where a datagram's later fragments go, counting the
-    /// live entry of another datagram this replaces.
-    fn note_fragment(&mut self, fk: FlowKey, target: FragTarget, at_ns: u64) {
-        if self.frags.insert(fk, target, at_ns) {
-            self.stats.fragments_evicted.inc();
-        }
-    }
-
-    /// For a packet that found side `side` of pair `idx` other than by
-    /// its own key (an ICMP error's quote, a fragment's datagram), where
-    /// the side had `key`: reconciles the pair if it was compiled under
-    /// an older policy generation; true while the side still has `key`
-    /// (reconciling may rekey it, or remove the pair).
-    fn still_holds(&mut self, idx: u32, side: Side, key: &FlowKey) -> Result<bool, DropReason> {
-        if self
-            .table
-            .pair(idx)
-            .is_some_and(|p| p.generation != self.policy.generation)
-        {
-            self.reconcile(idx)?;
-        }
-        Ok(self.table.pair(idx).is_some_and(|p| p.key(side) == key))
-    }
-
-    /// Asks the owner of the datagram key `fk`, when it is another shard,
-    /// to redirect the datagram's later fragments here. Best effort: with
-    /// the outbox half full (a flood of first fragments) it is skipped, so
-    /// the flow table's own redirects are never held up.
-    fn ask_owner_to_redirect(&mut self, fk: FlowKey, now: u64) {
-        let to = fk.owner(self.cfg.nshards);
-        if to != self.cfg.id && self.outbox.len() < OUTBOX_CAPACITY / 2 {
-            let (key, owner) = (fk, self.cfg.id);
-            self.outbox.push(ShardMsg::InstallFragRedirect {
-                to,
-                key,
-                owner,
-                at_ns: now,
-            });
-        }
-    }
-
-    /// An ICMP error without a pair of its own: it takes the pair side a
-    /// reply to the packet it quotes would take (see
-    /// [`crate::action::icmp_error`]), found here, through a redirect, or
-    /// on the shard owning that reply's key. An error that belongs to no
-    /// flow (or quotes no packet a flow could hold) never opens one: it is
-    /// dropped as `no-flow`.
-    #[cold]
-    #[inline(never)]
-    fn related(&mut self, frame: &mut Frame, parsed: &Parsed, quote: &Quote, may_redirect: bool) -> Verdict {
-        // An error goes to the source of the packet it quotes; one sent
-        // anywhere else (a forged quote to reach another host) is not
-        // this flow's.
-        let Some(key) = quote.reply_key(&parsed.key) else {
-            return Verdict::Drop(DropReason::NoFlow);
-        };
-        let (idx, side) = match self.table.lookup(&key) {
-            Some(Lookup::Pair { idx, side }) => (idx, side),
-            Some(Lookup::Redirect { owner }) => return Verdict::Redirect { owner },
-            None => {
-                let owner = key.owner(self.cfg.nshards);
-                if may_redirect && owner != self.cfg.id {
-                    return Verdict::Redirect { owner };
-                }
-                return Verdict::Drop(DropReason::NoFlow);
-            }
-        };
-        // Rekeyed by a new policy: the quote names a flow that is gone.
-        match self.still_holds(idx, side, &key) {
-            Ok(true) => {}
-            Ok(false) => return Verdict::Drop(DropReason::NoFlow),
-            Err(r) => return Verdict::Drop(r),
-        }
-        let Some(x) = self.table.pair(idx).map(|p| *p.xpos(side)) else {
-            return Verdict::Drop(DropReason::NoFlow);
-        };
-        let vport = x.out_vport;
-        let outer = outer_checksum(self.offload_vports, self.outer_csum, vport);
-        match x.apply_to_error(frame, parsed, quote, outer) {
-            Ok(plan) => {
-                self.plan = plan;
-                self.stats.icmp_related.inc();
-                self.stats.forwarded.inc();
-                Verdict::Forward { vport }
-            }
-            Err(r) => Verdict::Drop(r),
-        }
-    }
-
     /// Tells the owner of `key` (when it is another shard) to install or
     /// remove a redirect to this shard.
     fn send_redirect(&mut self, key: &FlowKey, install: bool) {
         send_redirect(&self.cfg, &mut self.outbox, key, install);
-    }
-
-    /// Re-evaluates a pair compiled under an older policy generation.
-    /// Denied: the pair is removed. Allowed: its transpositions are
-    /// recompiled, keeping the SNAT address:port it holds if the new
-    /// decision still source-NATs from a pool that holds it (otherwise it
-    /// takes a port of the new pool).
-    #[cold]
-    #[inline(never)]
-    fn reconcile(&mut self, idx: u32) -> Result<(), DropReason> {
-        let Some(p) = self.table.pair(idx) else {
-            return Err(DropReason::NoFlow);
-        };
-        let (first, old_nat, old_dnat, old_rev) = (p.first, p.nat, p.dnat, *p.key(Side::Reverse));
-        self.stats.reconciled.inc();
-        let policy = Arc::clone(&self.policy);
-        let a = match engine::evaluate_sticky(&policy, &first.parsed, first.key(), old_dnat) {
-            Decision::Allow(a) => a,
-            Decision::Deny(_) => return Err(self.drop_pair(idx, DropReason::PolicyDeny)),
-        };
-        let nat = match (&a.snat, old_nat) {
-            (Some(spec), Some(b)) if spec.holds(b.addr, b.port) => Some(b),
-            (Some(spec), old) => {
-                // A binding the new pool no longer holds (its address or
-                // port left it) is given back: the address may be in use
-                // elsewhere now. The connection moves to a port of the
-                // new pool, as a DNAT connection whose backend is gone
-                // moves to another backend.
-                if let Some(b) = old {
-                    self.nat.release(b);
-                    if let Some(p) = self.table.pair_mut(idx) {
-                        p.nat = None;
-                    }
-                }
-                match claim_snat(&self.cfg, &self.nat, &mut self.snat, first.key(), &a, spec) {
-                    Ok(b) => Some(b),
-                    Err(r) => return Err(self.drop_pair(idx, r)),
-                }
-            }
-            (None, Some(b)) => {
-                self.nat.release(b);
-                None
-            }
-            (None, None) => None,
-        };
-        if let Some(p) = self.table.pair_mut(idx) {
-            p.nat = nat;
-            p.dnat = a.dnat;
-        }
-        let c = match compile_pair(&first, &a, nat) {
-            Ok(c) => c,
-            Err(r) => return Err(self.drop_pair(idx, r)),
-        };
-        if c.rev_key != old_rev {
-            if self.table.rekey(idx, Side::Reverse, c.rev_key).is_err() {
-                return Err(self.drop_pair(idx, DropReason::FlowConflict));
-            }
-            self.send_redirect(&old_rev, false);
-            self.send_redirect(&c.rev_key, true);
-        }
-        if let Some(p) = self.table.pair_mut(idx) {
-            p.sides[0].xpos = c.fwd;
-            p.sides[1].xpos = c.rev;
-            p.generation = policy.generation;
-        }
-        Ok(())
     }
 
     /// Removes a pair for `reason` and returns the reason.
@@ -843,112 +542,6 @@ impl Shard {
     }
 }
 
-/// Where the next SNAT port search starts, and which pool address.
-#[derive(Clone, Copy, Debug)]
-struct SnatCursor {
-    port: u16,
-    addr: usize,
-}
-
-/// What creating a pair touches: every part of the shard but its policy,
-/// which the decision being compiled borrows.
-struct Creator<'a> {
-    cfg: &'a ShardConfig,
-    nat: &'a NatPorts,
-    table: &'a mut FlowTable,
-    stats: &'a ShardStats,
-    outbox: &'a mut Vec<ShardMsg>,
-    snat: &'a mut SnatCursor,
-}
-
-impl Creator<'_> {
-    /// Claims the SNAT port (if any), compiles and inserts a pair.
-    fn create_pair(self, first: &FirstPacket, a: &Actions, generation: u64, now: u64) -> Result<u32, DropReason> {
-        let nat = match a.snat {
-            Some(spec) => Some(claim_snat(self.cfg, self.nat, self.snat, first.key(), a, spec)?),
-            None => None,
-        };
-        let compiled = compile_pair(first, a, nat);
-        let inserted = compiled.and_then(|c| {
-            let mut pair = FlowPair::new(*first, c.rev_key, [c.fwd, c.rev], nat, generation, now);
-            pair.dnat = a.dnat;
-            self.table.insert_pair(pair).map_err(|e| match e {
-                InsertError::Full => DropReason::TableFull,
-                InsertError::Conflict => DropReason::FlowConflict,
-            })
-        });
-        let idx = match inserted {
-            Ok(idx) => idx,
-            Err(r) => {
-                if let Some(b) = nat {
-                    self.nat.release(b);
-                }
-                return Err(r);
-            }
-        };
-        for side in [Side::Forward, Side::Reverse] {
-            if let Some(k) = self.table.pair(idx).map(|p| *p.key(side)) {
-                send_redirect(self.cfg, self.outbox, &k, true);
-            }
-        }
-        self.stats.flows_created.inc();
-        self.stats.flows_active.set(self.table.len() as u64);
-        Ok(idx)
-    }
-}
-
-/// Claims an SNAT port from `spec`: preferably one whose return
-/// traffic hashes to this shard (no redirect needed), else any.
-fn claim_snat(
-    cfg: &ShardConfig,
-    nat: &NatPorts,
-    cur: &mut SnatCursor,
-    key: &FlowKey,
-    a: &Actions,
-    spec: &SnatSpec,
-) -> Result<NatBinding, DropReason> {
-    if !key.is_ipv4() {
-        return Err(DropReason::NatFamily);
-    }
-    let (lo, hi) = (spec.port_lo, spec.port_hi);
-    let naddrs = spec.addrs.len();
-    if lo > hi || naddrs == 0 {
-        return Err(DropReason::NatExhausted);
-    }
-    let range = u32::from(hi - lo) + 1;
-    let first_addr = cur.addr % naddrs;
-    cur.addr = cur.addr.wrapping_add(1);
-    let start = lo + (u32::from(cur.port) % range) as u16;
-    let n = cfg.nshards;
-    let bind = |slot: u8, addr: [u8; 4], port: u16| NatBinding { slot, addr, port };
-    let addrs = (0..naddrs).map(|i| spec.addrs[(first_addr + i) % naddrs]);
-    if n > 1 {
-        for addr in addrs.clone() {
-            let Some(slot) = nat.slot_of(addr) else {
-                continue;
-            };
-            for i in 0..(PREFERRED_SNAT_SCAN as u32).min(range) {
-                let port = lo + ((u32::from(start - lo) + i) % range) as u16;
-                let rk = reverse_key(key, a, Some((addr, port)));
-                if rk.owner(n) == cfg.id && !nat.is_claimed(slot, port) && nat.try_claim(slot, addr, port) {
-                    cur.port = port.wrapping_add(1);
-                    return Ok(bind(slot, addr, port));
-                }
-            }
-        }
-    }
-    for addr in addrs {
-        let Some(slot) = nat.slot_of(addr) else {
-            continue;
-        };
-        if let Some(port) = nat.claim_any(slot, addr, lo, hi, start) {
-            cur.port = port.wrapping_add(1);
-            return Ok(bind(slot, addr, port));
-        }
-    }
-    Err(DropReason::NatExhausted)
-}
-
 /// Applies side `side` of a live, current `pair` to the packet and
 /// accounts it; `csum` is the shard's outer checksum offload per vport
 /// and its default (see [`outer_checksum`]).
@@ -987,17 +580,6 @@ fn outer_checksum(offload_vports: u64, default: OuterChecksum, vport: u16) -> Ou
         OuterChecksum::Offload
     } else {
         default
-    }
-}
-
-/// Whether a packet that missed may open a connection.
-fn opens_connection(p: &Parsed) -> bool {
-    let k = &p.key;
-    match k.proto {
-        proto::TCP => p.tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN,
-        // Echo replies carry the identifier as destination port.
-        proto::ICMP | proto::ICMPV6 => !(k.src_port == 0 && k.dst_port != 0),
-        _ => true,
     }
 }
 
