@@ -58,6 +58,7 @@ fn main() {
         .allowlist_function("rte_pause")
         .allowlist_function("rte_prefetch0")
         .allowlist_function("rte_version")
+        .allowlist_function("rte_set_application_usage_hook")
         .allowlist_function("rte_log_set_global_level")
         .allowlist_function("rte_delay_us_sleep")
         .allowlist_var("RTE_.*")

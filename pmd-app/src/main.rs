@@ -4,7 +4,7 @@
 //! thread, then teardown: workers stop, ports stop and close, every mbuf
 //! back in the pool, a final counters table.
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use crossbeam::channel;
 use pmd_app::args::{self, AppArgs};
 use pmd_app::commands::{self, AppHandler};
@@ -54,6 +54,16 @@ fn main() {
         }
     };
     let (eal_args, app_argv) = args::split_argv(&argv);
+    // `pmd-app --version` / `--help` before any `--`: the EAL knows no
+    // --version, and its --help shows only its own options.
+    if eal_args.iter().skip(1).any(|a| a == "--version" || a == "-V") {
+        println!("pmd-app {} ({})", env!("CARGO_PKG_VERSION"), dpdk::version());
+        std::process::exit(0);
+    }
+    dpdk::eal::set_app_usage(format!(
+        "pmd-app options (after --):\n{}",
+        AppArgs::command().render_help()
+    ));
     // App options are checked before the EAL starts: a typo costs nothing.
     let app = match AppArgs::try_parse_from(&app_argv) {
         Ok(a) => a,
@@ -70,7 +80,7 @@ fn main() {
 
 fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     let eal = Eal::init(eal_args).map_err(|e| e.to_string())?;
-    log::info!("DPDK {}", dpdk::version());
+    log::info!("{}", dpdk::version());
     let lcores = eal.lcores();
     let workers = lcores.len();
     let socket = eal.socket_id();

@@ -31,6 +31,44 @@ fn help_lists_the_options() {
     }
 }
 
+/// Without `--`, `--help` is the EAL's: it lists the EAL's options and
+/// then the app's (as testpmd does); `--version` answers without
+/// starting the EAL.
+#[test]
+fn help_and_version_before_the_separator() {
+    let run = |arg: &str| {
+        let child = std::process::Command::new(pmd_app())
+            .arg(arg)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn pmd-app");
+        wait_output(child, LIMIT)
+    };
+    let o = run("--help");
+    assert_eq!(o.code(), 0, "{}", o.all());
+    let eal = o
+        .stdout
+        .find("EAL common options")
+        .unwrap_or_else(|| panic!("{}", o.all()));
+    let app = o
+        .stdout
+        .find("pmd-app options (after --)")
+        .unwrap_or_else(|| panic!("{}", o.all()));
+    assert!(eal < app, "{}", o.stdout);
+    for opt in ["--vport", "--policy", "--control-socket"] {
+        assert!(o.stdout[app..].contains(opt), "--help lacks {opt}\n{}", o.stdout);
+    }
+    for arg in ["--version", "-V"] {
+        let o = run(arg);
+        assert_eq!(o.code(), 0, "{}", o.all());
+        let want = format!("pmd-app {} (DPDK ", env!("CARGO_PKG_VERSION"));
+        assert!(o.stdout.starts_with(&want), "{arg}: {}", o.all());
+        assert!(!o.stderr.contains("EAL"), "{arg} started the EAL: {}", o.all());
+    }
+}
+
 #[test]
 fn malformed_vport_specs_are_rejected_before_eal() {
     for (spec, msg) in [

@@ -1,6 +1,32 @@
 //! EAL initialisation and teardown.
 
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
+
+/// What the EAL prints after its own options on `--help`.
+static APP_USAGE: OnceLock<String> = OnceLock::new();
+
+extern "C" fn print_app_usage(_prgname: *const c_char) {
+    if let Some(text) = APP_USAGE.get() {
+        // SAFETY: fflush(NULL) flushes every C stream; the EAL's usage,
+        // printed through C's stdout buffer, then comes out before ours.
+        unsafe { libc::fflush(std::ptr::null_mut()) };
+        println!("{text}");
+    }
+}
+
+/// Makes the EAL's `--help` (which prints the EAL's options and exits)
+/// print the app's own options after them, as testpmd does. Call before
+/// [`Eal::init`].
+pub fn set_app_usage(text: String) {
+    if APP_USAGE.set(text).is_ok() {
+        // SAFETY: the hook is a plain function that lives for the whole
+        // process and only reads a string set once before it is installed.
+        unsafe {
+            dpdk_sys::rte_set_application_usage_hook(Some(print_app_usage));
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EalError {
