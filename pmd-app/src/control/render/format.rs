@@ -15,10 +15,23 @@ pub fn cell(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Bool(true) => "yes".into(),
         Value::Bool(false) => "no".into(),
+        Value::Number(n) if n.is_f64() => trimmed(n.as_f64().unwrap_or(0.0)),
         Value::Number(n) => n.to_string(),
         Value::Array(items) if items.is_empty() => "-".into(),
         Value::Array(items) => items.iter().map(cell).collect::<Vec<_>>().join(","),
         Value::Object(_) => v.to_string(),
+    }
+}
+
+/// A fraction in fixed notation, to the millisecond of a time in
+/// seconds: `0.5`, `212.25`, `0` for an idle time of 2.85e-6 s (never
+/// exponent notation in a table).
+fn trimmed(x: f64) -> String {
+    let s = format!("{x:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    match s {
+        "" | "-0" => "0".into(),
+        s => s.into(),
     }
 }
 
@@ -101,6 +114,12 @@ mod tests {
     fn values() {
         assert_eq!(cell(&json!(null)), "-");
         assert_eq!(cell(&json!([1, 2])), "1,2");
+        assert_eq!(cell(&json!(2.85e-6)), "0");
+        assert_eq!(cell(&json!(0.5)), "0.5");
+        assert_eq!(cell(&json!(212.25)), "212.25");
+        assert_eq!(cell(&json!(1.5e7)), "15000000");
+        assert_eq!(cell(&json!(-0.0001)), "0");
+        assert_eq!(cell(&json!(7)), "7");
         assert_eq!(si(&json!(950)), "950");
         assert_eq!(si(&json!(12345)), "12.3K");
         assert_eq!(si(&json!(1250000.0)), "1.25M");
