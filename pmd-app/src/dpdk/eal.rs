@@ -1,6 +1,7 @@
 //! EAL initialisation and teardown.
 
 use std::ffi::{c_char, CString};
+use std::io::Write;
 use std::sync::OnceLock;
 
 /// What the EAL prints after its own options on `--help`.
@@ -11,7 +12,9 @@ extern "C" fn print_app_usage(_prgname: *const c_char) {
         // SAFETY: fflush(NULL) flushes every C stream; the EAL's usage,
         // printed through C's stdout buffer, then comes out before ours.
         unsafe { libc::fflush(std::ptr::null_mut()) };
-        println!("{text}");
+        // Not println!: it panics on a closed pipe (`--help | head`), and
+        // a panic must not unwind into the EAL.
+        let _ = writeln!(std::io::stdout(), "{text}");
     }
 }
 
