@@ -8,6 +8,7 @@
 
 pub mod args;
 pub mod commands;
+pub mod console;
 pub mod control;
 pub mod dataplane;
 pub mod device_drops;

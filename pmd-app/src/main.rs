@@ -8,6 +8,7 @@ use clap::{CommandFactory, Parser};
 use crossbeam::channel;
 use pmd_app::args::{self, AppArgs};
 use pmd_app::commands::{self, AppHandler};
+use pmd_app::console::Console;
 use pmd_app::control;
 use pmd_app::dataplane::{Dataplane, WorkerHandle};
 use pmd_app::dpdk::{self, events, Eal, Mempool};
@@ -298,12 +299,12 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     for l in lcores.iter().skip(1) {
         dpdk::lcore::wait(*l);
     }
-    let dp = control.join().map_err(|_| "control thread panicked".to_string())?;
+    let (dp, console) = control.join().map_err(|_| "control thread panicked".to_string())?;
     if let Some(s) = server.as_mut() {
         s.shutdown();
     }
     drop(rq_tx);
-    teardown(dp, eal, app.final_stats.as_deref())
+    teardown(dp, eal, console, app.final_stats.as_deref())
 }
 
 /// Frees what is left in `port`'s rx rings once no worker polls them.
@@ -397,7 +398,12 @@ fn telemetry_sources(dp: &Dataplane) -> Vec<(&'static str, &'static str, dpdk::t
 
 /// Stops and closes every port, empties the hand-off queues and checks
 /// that every mbuf came back to the pool.
-fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Result<i32, String> {
+fn teardown(
+    dp: Dataplane,
+    eal: Eal,
+    mut console: Console,
+    stats_file: Option<&std::path::Path>,
+) -> Result<i32, String> {
     let final_stats = Snapshot::take(&dp, None);
     let mut stats_json = stats_file.map(|_| commands::stats(&dp, &final_stats));
     let Dataplane {
@@ -417,7 +423,7 @@ fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Re
             }
         }
     }
-    print!("{}", final_stats.render("final counters"));
+    console.print(&final_stats.render("final counters"));
     let total = pool.size();
     let avail = pool.available();
     if let (Some(f), Some(v)) = (stats_file, stats_json.as_mut()) {
@@ -427,7 +433,7 @@ fn teardown(dp: Dataplane, eal: Eal, stats_file: Option<&std::path::Path>) -> Re
         std::fs::write(f, text + "\n").map_err(|e| format!("--final-stats {}: {e}", f.display()))?;
     }
     let code = if avail == total {
-        println!("mbufs: all {total} returned to the pool");
+        console.print(&format!("mbufs: all {total} returned to the pool\n"));
         0
     } else {
         eprintln!(

@@ -2,6 +2,7 @@
 //! requests, periodic counters, and the `--duration` stop. It owns the
 //! [`Dataplane`]; nothing here runs on a worker lcore.
 
+use crate::console::Console;
 use crate::dataplane::Dataplane;
 use crate::dpdk::events::DeviceEvent;
 use crate::report::Snapshot;
@@ -38,8 +39,10 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    /// Runs until `running` clears; returns the dataplane for teardown.
-    pub fn run(mut self) -> Dataplane {
+    /// Runs until `running` clears; returns the dataplane for teardown,
+    /// and stdout as the periodic counters left it.
+    pub fn run(mut self) -> (Dataplane, Console) {
+        let mut console = Console::default();
         let mut last_link = Instant::now();
         let mut last_print = Instant::now();
         let mut sample = Snapshot::take(&self.dp, None);
@@ -69,7 +72,7 @@ impl Supervisor {
             if !self.stats_period.is_zero() && now.duration_since(last_print) >= self.stats_period {
                 last_print = now;
                 let s = Snapshot::take(&self.dp, Some(&printed));
-                print!("{}", s.render("pmd-app counters"));
+                console.print(&s.render("pmd-app counters"));
                 printed = s;
             }
             if let Some(n) = self.stop_after {
@@ -88,7 +91,7 @@ impl Supervisor {
         while let Ok(rq) = self.requests.try_recv() {
             rq(&mut self.dp);
         }
-        self.dp
+        (self.dp, console)
     }
 
     /// SIGHUP: re-read the policy file and publish it. A bad file keeps

@@ -145,6 +145,39 @@ fn sigterm_stops_cleanly_under_load() {
     assert!(f.total("tx_packets") > 10_000, "{:#}", f.0);
 }
 
+/// The counter tables go to stdout, which an operator may pipe into a
+/// program that exits (`pmd-app ... | head`): the app keeps forwarding,
+/// says once on stderr that stdout failed, and still stops cleanly.
+#[test]
+fn a_closed_stdout_does_not_stop_the_app() {
+    use std::io::{BufRead, BufReader, Read};
+    let mut eal = eal_base("fwdpipe", "0");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let mut child = spawn_app(&eal, &strings(&["--stats-period", "1", "--no-control-socket"]));
+    let mut err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    // The first periodic table, then the reading end goes away.
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("pmd-app counters") {
+        line.clear();
+    }
+    assert!(line.contains("pmd-app counters"), "no counters on stdout");
+    drop(out);
+    // Stopped now, it prints its final counters into the closed pipe.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let status = wait_bounded(&mut child, LIMIT);
+    let stderr = err.join().unwrap();
+    assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.matches("stdout: Broken pipe").count(), 1, "{stderr}");
+}
+
 #[test]
 fn null_and_ring_devices_forward() {
     // net_null generates on rx; net_ring loops its tx back to its rx, so
