@@ -87,8 +87,8 @@ pub struct AppArgs {
     pub no_control_socket: bool,
 
     /// At exit, write the final counters as JSON (the control `stats`
-    /// result) to FILE.
-    #[arg(long = "final-stats", value_name = "FILE")]
+    /// result) to FILE (its directory must be writable at start).
+    #[arg(long = "final-stats", value_name = "FILE", value_parser = writable_file)]
     pub final_stats: Option<PathBuf>,
 }
 
@@ -99,6 +99,29 @@ pub struct VportSpec {
     pub fast: Option<String>,
     pub soft: Option<String>,
     pub role: Role,
+}
+
+/// A file the app will write at exit: its directory must exist and take
+/// a new file now, or the run's counters would be lost at its end. The
+/// probe file is removed at once; FILE itself is not touched.
+fn writable_file(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if path.is_dir() {
+        return Err("is a directory".into());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or("names no file")?.to_string_lossy().into_owned();
+    let probe = dir.join(format!(".{name}.{}.probe", std::process::id()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(path)
 }
 
 fn parse_vport(s: &str) -> Result<VportSpec, String> {

@@ -426,11 +426,17 @@ fn teardown(
     console.print(&final_stats.render("final counters"));
     let total = pool.size();
     let avail = pool.available();
+    // A file that cannot be written (its directory was checked at start,
+    // but may have gone since) is reported and fails the exit status; the
+    // leak check below still runs and its status wins.
+    let mut written = Ok(());
     if let (Some(f), Some(v)) = (stats_file, stats_json.as_mut()) {
         // Mbufs as they are with every port closed: a leak shows here.
         v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
-        let text = serde_json::to_string_pretty(v).map_err(|e| e.to_string())?;
-        std::fs::write(f, text + "\n").map_err(|e| format!("--final-stats {}: {e}", f.display()))?;
+        written = serde_json::to_string_pretty(v)
+            .map_err(|e| e.to_string())
+            .and_then(|text| std::fs::write(f, text + "\n").map_err(|e| e.to_string()))
+            .map_err(|e| eprintln!("pmd-app: error: --final-stats {}: {e}", f.display()));
     }
     let code = if avail == total {
         console.print(&format!("mbufs: all {total} returned to the pool\n"));
@@ -444,5 +450,5 @@ fn teardown(
     };
     drop(pool);
     drop(eal);
-    Ok(code)
+    Ok(if code == 0 && written.is_err() { 1 } else { code })
 }

@@ -69,6 +69,43 @@ fn help_and_version_before_the_separator() {
     }
 }
 
+/// `--final-stats` where no file can be written is a usage error at
+/// start, not a surprise at the end of the run; a directory that goes
+/// away during the run fails the exit status (1) after the usual
+/// teardown, the mbuf check included.
+#[test]
+fn final_stats_file_that_cannot_be_written() {
+    let d = Scratch::new("badfin");
+    for (file, msg) in [
+        (d.path("no/such/dir/f.json"), "cannot create a file in"),
+        (d.path(""), "is a directory"),
+    ] {
+        let o = app_err("badfin", &["--vdev", "net_null0"], &["--final-stats", &file]);
+        assert_eq!(o.code(), 2, "{file}: {}", o.all());
+        assert!(
+            o.stderr.contains("--final-stats") && o.stderr.contains(msg),
+            "{}",
+            o.all()
+        );
+        assert!(!o.stderr.contains("EAL: Detected"), "the EAL started: {}", o.all());
+    }
+    let sub = d.path("gone");
+    std::fs::create_dir(&sub).unwrap();
+    let file = format!("{sub}/final.json");
+    let mut eal = eal_base("badfin2", "0");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let app = live::App::start(&eal, &strings(&["--final-stats", &file]), &d.path("ctl.sock"), LIMIT);
+    assert!(
+        std::fs::read_dir(&sub).unwrap().next().is_none(),
+        "the start-up check left a file"
+    );
+    std::fs::remove_dir(&sub).unwrap();
+    let o = app.stop(LIMIT);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains(&format!("--final-stats {file}")), "{}", o.all());
+    assert!(o.stdout.contains("mbufs: all"), "{}", o.all());
+}
+
 #[test]
 fn malformed_vport_specs_are_rejected_before_eal() {
     for (spec, msg) in [

@@ -170,7 +170,11 @@ fn a_closed_stdout_does_not_stop_the_app() {
     drop(out);
     // Stopped now, it prints its final counters into the closed pipe.
     let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = wait_bounded(&mut child, LIMIT);
     let stderr = err.join().unwrap();
     assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
