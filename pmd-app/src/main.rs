@@ -423,7 +423,7 @@ fn teardown(
             }
         }
     }
-    console.print(&final_stats.render("final counters"));
+    console.print(final_stats.render("final counters"));
     let total = pool.size();
     let avail = pool.available();
     // A file that cannot be written (its directory was checked at start,
@@ -439,7 +439,7 @@ fn teardown(
             .map_err(|e| eprintln!("pmd-app: error: --final-stats {}: {e}", f.display()));
     }
     let code = if avail == total {
-        console.print(&format!("mbufs: all {total} returned to the pool\n"));
+        console.print(format!("mbufs: all {total} returned to the pool\n"));
         0
     } else {
         eprintln!(
@@ -448,6 +448,7 @@ fn teardown(
         );
         3
     };
+    console.finish(Duration::from_secs(2));
     drop(pool);
     drop(eal);
     Ok(if code == 0 && written.is_err() { 1 } else { code })

@@ -42,7 +42,7 @@ impl Supervisor {
     /// Runs until `running` clears; returns the dataplane for teardown,
     /// and stdout as the periodic counters left it.
     pub fn run(mut self) -> (Dataplane, Console) {
-        let mut console = Console::default();
+        let mut console = Console::start();
         let mut last_link = Instant::now();
         let mut last_print = Instant::now();
         let mut sample = Snapshot::take(&self.dp, None);
@@ -72,7 +72,7 @@ impl Supervisor {
             if !self.stats_period.is_zero() && now.duration_since(last_print) >= self.stats_period {
                 last_print = now;
                 let s = Snapshot::take(&self.dp, Some(&printed));
-                console.print(&s.render("pmd-app counters"));
+                console.print(s.render("pmd-app counters"));
                 printed = s;
             }
             if let Some(n) = self.stop_after {

@@ -182,6 +182,64 @@ fn a_closed_stdout_does_not_stop_the_app() {
     assert_eq!(stderr.matches("stdout: Broken pipe").count(), 1, "{stderr}");
 }
 
+/// A program that stops reading the app's stdout (a paused pager) fills
+/// the pipe: the control thread goes on (the control socket answers),
+/// tables are skipped and said to be, and the app still stops on SIGINT,
+/// after a bounded wait for its last lines.
+#[test]
+fn a_stdout_nobody_reads_does_not_stop_the_app() {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::AsRawFd;
+    let d = Scratch::new("fwdstall");
+    let sock = d.path("ctl.sock");
+    let mut eal = eal_base("fwdstall", "0");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let mut child = spawn_app(&eal, &strings(&["--stats-period", "1", "--control-socket", &sock]));
+    // Never read; one page of pipe (the kernel's least) fills in seconds.
+    let stdout = child.stdout.take().unwrap();
+    // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
+    let rc = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(rc >= 4096, "F_SETPIPE_SZ: {rc}");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let err = BufReader::new(child.stderr.take().unwrap());
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in err.lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + LIMIT;
+    let skipped = std::iter::from_fn(|| {
+        rx.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .ok()
+    })
+    .any(|l| l.contains("counter tables are skipped"));
+    assert!(skipped, "no skipped tables reported within {LIMIT:?}");
+    let st = std::process::Command::new(env!("CARGO_BIN_EXE_vfpctl"))
+        .args(["--socket", &sock, "--timeout", "10", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "control socket: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = wait_bounded(&mut child, LIMIT);
+    let stderr = reader.join().unwrap();
+    drop(stdout);
+    assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
+    assert!(stderr.contains("the last counters were not all written"), "{stderr}");
+}
+
 #[test]
 fn null_and_ring_devices_forward() {
     // net_null generates on rx; net_ring loops its tx back to its rx, so
