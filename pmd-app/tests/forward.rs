@@ -169,13 +169,7 @@ fn a_closed_stdout_does_not_stop_the_app() {
     assert!(line.contains("pmd-app counters"), "no counters on stdout");
     drop(out);
     // Stopped now, it prints its final counters into the closed pipe.
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = wait_bounded(&mut child, LIMIT);
+    let status = interrupt(&mut child);
     let stderr = err.join().unwrap();
     assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -227,17 +221,19 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
         "control socket: {}",
         String::from_utf8_lossy(&st.stderr)
     );
-    let pid = child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let status = wait_bounded(&mut child, LIMIT);
+    let status = interrupt(&mut child);
     let stderr = reader.join().unwrap();
     drop(stdout);
     assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
     assert!(stderr.contains("the last counters were not all written"), "{stderr}");
+}
+
+/// SIGINT to `child`, then its exit status (Err: it had to be killed).
+fn interrupt(child: &mut std::process::Child) -> Result<std::process::ExitStatus, std::process::ExitStatus> {
+    let pid = child.id().to_string();
+    let k = std::process::Command::new("kill").args(["-INT", &pid]).status();
+    assert!(k.as_ref().is_ok_and(|s| s.success()), "kill -INT {pid}: {k:?}");
+    wait_bounded(child, LIMIT)
 }
 
 #[test]
