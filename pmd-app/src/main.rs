@@ -429,14 +429,15 @@ fn teardown(
     // A file that cannot be written (its directory was checked at start,
     // but may have gone since) is reported and fails the exit status; the
     // leak check below still runs and its status wins.
-    let mut written = Ok(());
+    let mut write_failed = false;
     if let (Some(f), Some(v)) = (stats_file, stats_json.as_mut()) {
         // Mbufs as they are with every port closed: a leak shows here.
         v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
-        written = serde_json::to_string_pretty(v)
-            .map_err(|e| e.to_string())
-            .and_then(|text| std::fs::write(f, text + "\n").map_err(|e| e.to_string()))
-            .map_err(|e| eprintln!("pmd-app: error: --final-stats {}: {e}", f.display()));
+        let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+        if let Err(e) = std::fs::write(f, text) {
+            eprintln!("pmd-app: error: --final-stats {}: {e}", f.display());
+            write_failed = true;
+        }
     }
     let code = if avail == total {
         console.print(format!("mbufs: all {total} returned to the pool\n"));
@@ -451,5 +452,5 @@ fn teardown(
     console.finish(Duration::from_secs(2));
     drop(pool);
     drop(eal);
-    Ok(if code == 0 && written.is_err() { 1 } else { code })
+    Ok(if code == 0 && write_failed { 1 } else { code })
 }

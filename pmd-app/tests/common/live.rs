@@ -347,6 +347,22 @@ impl App {
         Stats(self.ctl(&["stats"]))
     }
 
+    /// Runs `traffic` between two `stats` and asserts that `vport`
+    /// transmitted on `path` meanwhile (`what` says when, for the
+    /// message); returns the stats after.
+    pub fn transmits_during(&self, vport: &str, path: &str, what: &str, traffic: impl FnOnce()) -> Stats {
+        let before = self.stats();
+        traffic();
+        let after = self.stats();
+        let tx = |s: &Stats| s.path_counter(vport, path, "tx_packets");
+        assert!(
+            tx(&after) > tx(&before),
+            "no transmit on {vport}'s {path} path {what}: {:#}",
+            after.0
+        );
+        after
+    }
+
     /// [`App::stop`], checking a clean exit (status 0, every mbuf back).
     pub fn stop_clean(self, limit: Duration) -> super::Output {
         let o = self.stop(limit);
