@@ -223,7 +223,7 @@ fn testpmd(name: &str, extra_eal: &[&str], vdevs: &[String]) -> Live {
 /// With the app forwarding and testpmd's peer ports (1 and 3) up, lets
 /// testpmd replay both pcaps and waits until N frames came back out of
 /// each pcap port, then quits testpmd (which closes the output pcaps).
-fn pump(tp: &mut Live, tp_name: &str, app: &Live) {
+fn pump(tp: &mut Live, tp_name: &str, app: &Live, app_name: &str) {
     let tp_prefix = prefix(tp_name);
     poll_until(
         LIMIT,
@@ -240,7 +240,7 @@ fn pump(tp: &mut Live, tp_name: &str, app: &Live) {
                 && port_stat(&tp_prefix, 2, "opackets").is_some_and(|n| n >= N)
         },
         || {
-            let stats: Vec<String> = (0..4)
+            let mut stats: Vec<String> = (0..4)
                 .map(|p| {
                     format!(
                         "testpmd port {p}: {:?}",
@@ -248,6 +248,18 @@ fn pump(tp: &mut Live, tp_name: &str, app: &Live) {
                     )
                 })
                 .collect();
+            // The app prints its counters only when it stops: where a
+            // frame went missing shows in its live ones.
+            let app_prefix = prefix(app_name);
+            stats.extend((0..2).map(|p| {
+                format!(
+                    "pmd-app port {p}: {:?}",
+                    telemetry(&app_prefix, &format!("/ethdev/stats,{p}"))
+                )
+            }));
+            for cmd in ["/vfp/stats", "/vfp/drops", "/vfp/device_drops"] {
+                stats.push(format!("pmd-app {cmd}: {:?}", telemetry(&app_prefix, cmd)));
+            }
             format!("{}\n{}\n{}", stats.join("\n"), tp.all(), app.all())
         },
     );
@@ -295,7 +307,7 @@ fn memif_server_forwards_between_two_testpmd_clients() {
     );
     // memif links come up when the client connects.
     wait_forwarding(&mut app, &["port0", "port1"]);
-    pump(&mut tp, "dmemif-tp", &app);
+    pump(&mut tp, "dmemif-tp", &app, "dmemif");
     finish_testpmd(tp);
     let o = stop_app(app);
 
@@ -332,7 +344,7 @@ fn vhost_app_forwards_between_two_testpmd_virtio_users() {
         ],
     );
     wait_forwarding(&mut app, &["port0", "port1"]);
-    pump(&mut tp, "dvhost-tp", &app);
+    pump(&mut tp, "dvhost-tp", &app, "dvhost");
     finish_testpmd(tp);
     let o = stop_app(app);
 
@@ -381,7 +393,7 @@ fn virtio_user_app_forwards_between_two_testpmd_vhosts() {
     ]));
     let mut app = Live::app(&eal, &strings(&["--no-control-socket"]));
     wait_forwarding(&mut app, &["port0", "port1"]);
-    pump(&mut tp, "dvirtio-tp", &app);
+    pump(&mut tp, "dvirtio-tp", &app, "dvirtio");
     finish_testpmd(tp);
     let o = stop_app(app);
 
