@@ -60,6 +60,7 @@ fn main() {
         .allowlist_function("rte_version")
         .allowlist_function("rte_set_application_usage_hook")
         .allowlist_function("rte_log_set_global_level")
+        .allowlist_function("rte_openlog_stream")
         .allowlist_function("rte_delay_us_sleep")
         .allowlist_var("RTE_.*")
         .allowlist_var("per_lcore__rte_errno")

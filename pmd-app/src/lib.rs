@@ -15,6 +15,7 @@ pub mod device_drops;
 pub mod dpdk;
 pub mod failsafe;
 pub mod handoff;
+pub mod logging;
 pub mod pipeline;
 pub mod plan;
 pub mod policy_ctl;

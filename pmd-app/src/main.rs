@@ -17,35 +17,24 @@ use pmd_app::report::Snapshot;
 use pmd_app::stats::WorkerStats;
 use pmd_app::supervisor::Supervisor;
 use pmd_app::worker::{Shared, Worker};
-use pmd_app::{failsafe, handoff, setup};
+use pmd_app::{failsafe, handoff, logging, setup};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vfp_core::action::nat::NatPorts;
 
-/// Logging to stderr, filtered by `RUST_LOG` (default `info`). A plain
-/// level there is applied as log's global maximum over a logger that
-/// passes everything, so the control socket's `log-level` can raise it
-/// later (env_logger's own filter cannot change after start). Module
-/// directives (`RUST_LOG=pmd_app::worker=debug`) are env_logger's to
-/// apply; `log-level` then only lowers what they let through.
-fn init_logging() {
-    let env = std::env::var("RUST_LOG").unwrap_or_default();
-    let plain = match env.trim() {
-        "" => Some(log::LevelFilter::Info),
-        l => l.parse::<log::LevelFilter>().ok(),
-    };
-    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    if let Some(level) = plain {
-        b.filter_level(log::LevelFilter::Trace).init();
-        log::set_max_level(level);
-    } else {
-        b.init();
-    }
-}
+/// How long the app waits at exit for its last log lines to be written.
+const LOG_FLUSH: Duration = Duration::from_secs(2);
 
 fn main() {
-    init_logging();
+    logging::init();
+    // A panic aborts (panic = "abort"): the log lines queued before it
+    // are written first, then the panic's message.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        logging::flush(LOG_FLUSH);
+        report(info);
+    }));
     // std::env::args() would panic on an argument that is not UTF-8.
     let argv: Vec<String> = match std::env::args_os().map(|a| a.into_string()).collect() {
         Ok(v) => v,
@@ -70,7 +59,9 @@ fn main() {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    match run(&eal_args, app) {
+    let code = run(&eal_args, app);
+    logging::flush(LOG_FLUSH);
+    match code {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("pmd-app: error: {e}");
@@ -435,7 +426,7 @@ fn teardown(
         v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
         let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         if let Err(e) = std::fs::write(f, text) {
-            eprintln!("pmd-app: error: --final-stats {}: {e}", f.display());
+            logging::push(format!("pmd-app: error: --final-stats {}: {e}\n", f.display()).as_bytes());
             write_failed = true;
         }
     }
@@ -443,9 +434,9 @@ fn teardown(
         console.print(format!("mbufs: all {total} returned to the pool\n"));
         0
     } else {
-        eprintln!(
-            "pmd-app: error: {} of {total} mbufs not returned to the pool (leak)",
-            total - avail
+        let leaked = total - avail;
+        logging::push(
+            format!("pmd-app: error: {leaked} of {total} mbufs not returned to the pool (leak)\n").as_bytes(),
         );
         3
     };

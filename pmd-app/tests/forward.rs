@@ -228,6 +228,78 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
     assert!(stderr.contains("the last counters were not all written"), "{stderr}");
 }
 
+/// The same for stderr (`pmd-app ... 2>&1 | less`, paused): logging never
+/// stops the thread that logs. 2,000 control requests that each log a
+/// line are all answered while nobody reads stderr (one page of pipe
+/// holds about 50 lines); the lines past what stderr and the log queue
+/// hold are dropped and counted, the count is written once stderr is
+/// read again, and the app stops cleanly.
+#[test]
+fn a_stderr_nobody_reads_does_not_stop_the_app() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::fd::AsRawFd;
+    let d = Scratch::new("fwderr");
+    let sock = d.path("ctl.sock");
+    let mut eal = eal_base("fwderr", "0");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let mut child = spawn_app(&eal, &strings(&["--control-socket", &sock]));
+    let mut out = child.stdout.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let stderr = child.stderr.take().unwrap();
+    // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
+    let rc = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(rc >= 4096, "F_SETPIPE_SZ: {rc}");
+    poll_until(
+        LIMIT,
+        "the control socket",
+        || std::os::unix::net::UnixStream::connect(&sock).is_ok(),
+        String::new,
+    );
+    let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(LIMIT)).unwrap();
+    let mut replies = BufReader::new(s.try_clone().unwrap());
+    const REQUESTS: usize = 2000;
+    let mut line = String::new();
+    for i in 0..REQUESTS {
+        writeln!(s, r#"{{"id":{i},"cmd":"log-level","args":{{"level":"info"}}}}"#).unwrap();
+        line.clear();
+        let n = replies.read_line(&mut line);
+        assert!(
+            n.as_ref().is_ok_and(|&n| n > 0) && line.contains(r#""ok":true"#),
+            "request {i}: {n:?} {line}"
+        );
+    }
+    // Now read stderr: what was queued, then the count of what was not.
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut all);
+        all
+    });
+    writeln!(s, r#"{{"cmd":"log-level","args":{{"level":"info"}}}}"#).unwrap();
+    line.clear();
+    replies.read_line(&mut line).unwrap();
+    drop((s, replies));
+    let status = interrupt(&mut child);
+    let stderr = reader.join().unwrap();
+    let stdout = out.join().unwrap();
+    assert!(status.is_ok_and(|s| s.code() == Some(0)), "{status:?}\n{stderr}");
+    assert!(stdout.contains("mbufs: all"), "{stdout}");
+    let dropped: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_suffix(" log line(s) dropped: stderr was not being read"))
+        .and_then(|l| l.strip_prefix("pmd-app: "))
+        .unwrap_or_else(|| panic!("no dropped-lines count\n{stderr}"))
+        .parse()
+        .unwrap();
+    let written = stderr.matches("log level set to INFO").count();
+    assert_eq!(written + dropped, REQUESTS + 1, "{stderr}");
+    assert!(stderr.contains("worker 0 stopped"), "{stderr}");
+}
+
 /// SIGINT to `child`, then its exit status (Err: it had to be killed).
 fn interrupt(child: &mut std::process::Child) -> Result<std::process::ExitStatus, std::process::ExitStatus> {
     let pid = child.id().to_string();

@@ -1,6 +1,6 @@
 //! EAL initialisation and teardown.
 
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::io::Write;
 use std::sync::OnceLock;
 
@@ -29,6 +29,61 @@ pub fn set_app_usage(text: String) {
             dpdk_sys::rte_set_application_usage_hook(Some(print_app_usage));
         }
     }
+}
+
+/// Where [`set_log_sink`] sends the EAL's and the drivers' messages.
+static LOG_SINK: OnceLock<fn(&[u8])> = OnceLock::new();
+
+/// glibc's `cookie_io_functions_t` (stdio.h, `_GNU_SOURCE`): a stream
+/// whose writes call `write`. Only `write` is set here.
+#[repr(C)]
+struct CookieIo {
+    read: Option<unsafe extern "C" fn(*mut c_void, *mut c_char, usize) -> isize>,
+    write: Option<unsafe extern "C" fn(*mut c_void, *const c_char, usize) -> isize>,
+    seek: Option<unsafe extern "C" fn(*mut c_void, *mut i64, i32) -> i32>,
+    close: Option<unsafe extern "C" fn(*mut c_void) -> i32>,
+}
+
+extern "C" {
+    fn fopencookie(cookie: *mut c_void, mode: *const c_char, funcs: CookieIo) -> *mut libc::FILE;
+}
+
+unsafe extern "C" fn write_to_sink(_cookie: *mut c_void, buf: *const c_char, size: usize) -> isize {
+    if let (Some(sink), false) = (LOG_SINK.get(), buf.is_null()) {
+        // SAFETY: glibc passes `size` readable bytes at `buf` (what the
+        // stream buffered), valid for this call.
+        sink(unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), size) });
+    }
+    size.min(isize::MAX as usize) as isize
+}
+
+/// Sends the EAL's and the drivers' log messages to `sink`, one message
+/// a call (DPDK flushes its log stream after each), instead of writing
+/// them to stderr from whichever thread logs. Call before [`Eal::init`]
+/// so its own start-up messages go there too. Once only; later calls
+/// change nothing.
+pub fn set_log_sink(sink: fn(&[u8])) -> Result<(), String> {
+    if LOG_SINK.set(sink).is_err() {
+        return Ok(());
+    }
+    let funcs = CookieIo {
+        read: None,
+        write: Some(write_to_sink),
+        seek: None,
+        close: None,
+    };
+    // SAFETY: a write-only stream over a plain function that lives for
+    // the whole process (the cookie is unused); the stream is never
+    // closed, as DPDK may log until the process exits.
+    let f = unsafe { fopencookie(std::ptr::null_mut(), c"w".as_ptr(), funcs) };
+    if f.is_null() {
+        return Err(format!("fopencookie: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: `f` is a valid stream for the rest of the process;
+    // rte_openlog_stream only stores it (it may be called before the EAL
+    // is initialised).
+    unsafe { dpdk_sys::rte_openlog_stream(f.cast()) };
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
