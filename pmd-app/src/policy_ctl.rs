@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
-use vfp_core::flow::pair::FlowPair;
 use vfp_core::policy::{self, Policy};
 use vfp_core::shard::{FlowFilter, FlowInfo, Shard, ShardConfig};
 use vfp_core::topology::VportInfo;
@@ -85,27 +84,46 @@ impl Dataplane {
     /// One pipeline for each of `n` workers for `policy` (start-up, or
     /// the first load).
     pub fn pipelines(&mut self, policy: &Arc<Policy>, n: usize) -> Result<Vec<Box<Pipeline>>, String> {
-        self.register_snat(policy)?;
         let n = n.max(1);
+        let cap = self.shard_capacity;
+        let cfg = |id| ShardConfig {
+            id,
+            nshards: n,
+            capacity: cap,
+        };
+        // Committing more than the host has would end in the OOM killer
+        // (or a failed allocation) after seconds of page faults: an
+        // operator's typo in --max-flows gets an answer instead.
+        let bytes = Shard::table_bytes(&cfg(0)).saturating_mul(n);
+        let gib = |b: usize| format!("{:.1} GiB", b as f64 / f64::from(1 << 30));
+        if let Some(avail) = dpdk::pages::mem_available().filter(|&a| bytes > a) {
+            return Err(format!(
+                "--max-flows {cap}: the flow tables of {n} lcore(s) need {}, more than the {} this host has \
+                 available (MemAvailable); lower --max-flows",
+                gib(bytes),
+                gib(avail)
+            ));
+        }
+        self.register_snat(policy)?;
         let (tsc0, hz) = (dpdk::rdtsc(), dpdk::tsc_hz());
         let t = Instant::now();
-        let pipes: Vec<Box<Pipeline>> = (0..n)
+        let pipes = (0..n)
             .map(|id| {
-                let cfg = ShardConfig {
-                    id,
-                    nshards: n,
-                    capacity: self.shard_capacity,
-                };
-                let mut shard = Shard::new(cfg, policy.clone(), self.nat.clone());
+                let mut shard = Shard::try_new(cfg(id), policy.clone(), self.nat.clone()).map_err(|e| {
+                    format!(
+                        "--max-flows {cap}: cannot allocate the flow tables ({}): {e}",
+                        gib(bytes)
+                    )
+                })?;
                 // Commit the table's memory now, off the datapath, on
                 // huge pages where the kernel gives them.
                 huge_pages(&shard, dpdk::pages::advise_huge);
                 shard.prefault();
                 huge_pages(&shard, dpdk::pages::collapse);
-                Box::new(Pipeline::new(shard, tsc0, hz))
+                Ok(Box::new(Pipeline::new(shard, tsc0, hz)))
             })
-            .collect();
-        let mib = (n * self.shard_capacity * std::mem::size_of::<FlowPair>()) >> 20;
+            .collect::<Result<Vec<_>, String>>()?;
+        let mib = bytes >> 20;
         let huge = dpdk::pages::anon_huge_bytes().map_or(0, |b| b >> 20);
         log::info!(
             "flow tables: {n} x {} pairs, {mib} MiB committed in {} ms; the process has {huge} MiB on 2 MB pages",

@@ -230,6 +230,31 @@ fn lcore_that_does_not_exist() {
     assert!(o.stderr.contains("EAL initialisation failed"), "{}", o.all());
 }
 
+/// An extra zero in --max-flows asked for more flow table than the host
+/// has: the app used to fault pages in for minutes (17 GB of them at 300
+/// million) and then abort on a failed allocation. Now a clear error, at
+/// once, with every number the operator needs.
+#[test]
+fn flow_tables_larger_than_the_host_are_refused() {
+    let policy = repo_root().join("examples/allow-all.toml");
+    for flows in ["4000000000", "300000000"] {
+        let o = app_err(
+            "bad-flows",
+            &["--vdev", "net_null0"],
+            &["--policy", policy.to_str().unwrap(), "--max-flows", flows],
+        );
+        assert_eq!(o.code(), 1, "{}", o.all());
+        let msg = format!("error: --max-flows {flows}: the flow tables of 1 lcore(s) need ");
+        assert!(o.stderr.contains(&msg), "{}", o.all());
+        assert!(
+            o.stderr.contains("available (MemAvailable); lower --max-flows"),
+            "{}",
+            o.all()
+        );
+        assert!(!o.stderr.contains("panicked"), "{}", o.all());
+    }
+}
+
 #[test]
 fn idle_sleep_longer_than_a_second_is_refused() {
     // A worker asleep for longer than the control plane waits for its

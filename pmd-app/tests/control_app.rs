@@ -683,6 +683,22 @@ fn switch_moves_traffic_and_unplug_fails_over() {
     app.shutdown();
 }
 
+/// An app started without a policy builds its flow tables on the first
+/// `policy load`: one larger than the host can hold is refused with the
+/// reason (it used to abort the running app), and the app runs on.
+#[test]
+fn a_first_policy_load_whose_flow_tables_do_not_fit_is_refused() {
+    let d = scratch("ctlbig");
+    let app = idle_app("ctlbig", &d.0.join("ctl.sock"), &["--max-flows", "4000000000"]);
+    let msg = app.err(&["policy", "load", "examples/allow-all.toml"], "failed");
+    assert!(
+        msg.starts_with("--max-flows 4000000000: the flow tables of") && msg.ends_with("lower --max-flows"),
+        "{msg}"
+    );
+    assert_eq!(app.json(&["status"])["policy_generation"], 0);
+    app.shutdown();
+}
+
 /// SNAT addresses keep their NAT slot until the instance restarts, and
 /// there are 64 slots. A policy whose new addresses do not fit is refused
 /// by `validate` and by `load` with a message that says so, and a refused

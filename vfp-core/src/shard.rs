@@ -45,6 +45,7 @@ pub use verdict::{DropReason, Verdict};
 
 use first_packet::{claim_snat, SnatCursor};
 
+use std::collections::TryReserveError;
 use std::sync::Arc;
 
 use crate::action::encap::OuterChecksum;
@@ -113,12 +114,33 @@ impl std::fmt::Debug for Shard {
 }
 
 impl Shard {
+    /// Aborts if the flow table's memory cannot be had;
+    /// [`Shard::try_new`] returns the failure instead.
     pub fn new(cfg: ShardConfig, policy: Arc<Policy>, nat: Arc<NatPorts>) -> Shard {
-        Shard {
-            // A lone shard owns every key, so it never holds a redirect:
-            // no index room is set aside for them (a smaller index stays
-            // in cache better).
-            table: FlowTable::with_capacity(cfg.capacity, if cfg.nshards > 1 { cfg.capacity } else { 0 }),
+        Self::try_new(cfg, policy, nat).unwrap_or_else(|e| panic!("shard {}: {e}", cfg.id))
+    }
+
+    /// Redirect entries a shard of `cfg` has room for. A lone shard owns
+    /// every key, so it never holds a redirect: no index room is set
+    /// aside for them (a smaller index stays in cache better).
+    fn redirect_capacity(cfg: &ShardConfig) -> usize {
+        if cfg.nshards > 1 {
+            cfg.capacity
+        } else {
+            0
+        }
+    }
+
+    /// Bytes the flow table of a shard of `cfg` allocates (see
+    /// [`FlowTable::bytes_for`]).
+    pub fn table_bytes(cfg: &ShardConfig) -> usize {
+        FlowTable::bytes_for(cfg.capacity, Self::redirect_capacity(cfg))
+    }
+
+    /// A shard, or why its flow table's memory cannot be had.
+    pub fn try_new(cfg: ShardConfig, policy: Arc<Policy>, nat: Arc<NatPorts>) -> Result<Shard, TryReserveError> {
+        Ok(Shard {
+            table: FlowTable::try_with_capacity(cfg.capacity, Self::redirect_capacity(&cfg))?,
             sweeper: Sweeper::new(),
             frags: FragTable::new(),
             stats: Arc::new(ShardStats::new()),
@@ -135,7 +157,7 @@ impl Shard {
             cfg,
             policy,
             nat,
-        }
+        })
     }
 
     /// Commits the flow table's memory up front (see

@@ -53,6 +53,21 @@ pub fn anon_huge_bytes() -> Option<u64> {
     Some(kb << 10)
 }
 
+/// Memory the kernel says it can give new allocations without swapping
+/// (`MemAvailable` of /proc/meminfo), if it says.
+pub fn mem_available() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@
 //! leaves the index unchanged.
 
 use core::fmt;
+use std::collections::TryReserveError;
 
 use arrayvec::ArrayVec;
 
@@ -177,17 +178,38 @@ pub struct FlowIndex {
     len: usize,
 }
 
+/// Buckets of an index for `max_entries` values (see
+/// [`FlowIndex::with_capacity`]).
+fn buckets_for(max_entries: usize) -> usize {
+    max_entries.div_ceil(SLOTS * 3 / 4).max(1).next_power_of_two()
+}
+
 impl FlowIndex {
     /// An index for up to `max_entries` values: the next power of two of
     /// buckets at or above `max_entries / 6`, so a full index uses at most
     /// 75% of its slots. The only allocation the index ever makes.
+    /// Aborts if the memory cannot be had, as `Vec::with_capacity` does;
+    /// [`FlowIndex::try_with_capacity`] returns the failure instead.
     pub fn with_capacity(max_entries: usize) -> FlowIndex {
-        let n = max_entries.div_ceil(SLOTS * 3 / 4).max(1).next_power_of_two();
-        FlowIndex {
-            buckets: vec![Bucket::EMPTY; n].into_boxed_slice(),
+        Self::try_with_capacity(max_entries).unwrap_or_else(|e| panic!("flow index of {max_entries} entries: {e}"))
+    }
+
+    /// [`FlowIndex::with_capacity`], or why its memory cannot be had.
+    pub fn try_with_capacity(max_entries: usize) -> Result<FlowIndex, TryReserveError> {
+        let n = buckets_for(max_entries);
+        let mut buckets = Vec::new();
+        buckets.try_reserve_exact(n)?;
+        buckets.resize(n, Bucket::EMPTY);
+        Ok(FlowIndex {
+            buckets: buckets.into_boxed_slice(),
             mask: n - 1,
             len: 0,
-        }
+        })
+    }
+
+    /// Bytes an index for `max_entries` values allocates.
+    pub fn bytes_for(max_entries: usize) -> usize {
+        buckets_for(max_entries).saturating_mul(std::mem::size_of::<Bucket>())
     }
 
     /// Values stored.

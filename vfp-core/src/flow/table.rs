@@ -25,6 +25,7 @@
 use crate::flow::index::FlowIndex;
 use crate::flow::key::FlowKey;
 use crate::flow::pair::{FlowPair, Side};
+use std::collections::TryReserveError;
 
 /// What a key leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,13 @@ fn pair_of(e: u32) -> (u32, Side) {
     (e >> 1, side)
 }
 
+/// An empty vector with room for `n` values, or why there is none.
+fn reserved<T>(n: usize) -> Result<Vec<T>, TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)?;
+    Ok(v)
+}
+
 pub struct FlowTable {
     index: FlowIndex,
     pairs: Vec<Option<FlowPair>>,
@@ -92,21 +100,39 @@ impl std::fmt::Debug for FlowTable {
 impl FlowTable {
     /// A table for up to `pairs` flow pairs and `redirects` redirects
     /// (each clamped to [`MAX_CAPACITY`]).
+    /// Aborts if the memory cannot be had, as `Vec::with_capacity` does;
+    /// [`FlowTable::try_with_capacity`] returns the failure instead.
     pub fn with_capacity(pairs: usize, redirects: usize) -> FlowTable {
-        let pair_cap = pairs.min(MAX_CAPACITY);
-        let redirect_cap = redirects.min(MAX_CAPACITY);
-        let max_entries = 2 * pair_cap + redirect_cap;
-        FlowTable {
-            index: FlowIndex::with_capacity(max_entries),
-            pairs: Vec::with_capacity(pair_cap),
-            free: Vec::with_capacity(pair_cap),
+        Self::try_with_capacity(pairs, redirects)
+            .unwrap_or_else(|e| panic!("flow table of {pairs} pairs, {redirects} redirects: {e}"))
+    }
+
+    /// [`FlowTable::with_capacity`], or why its memory cannot be had.
+    /// Everything the table will ever allocate is reserved here.
+    pub fn try_with_capacity(pairs: usize, redirects: usize) -> Result<FlowTable, TryReserveError> {
+        let (pair_cap, redirect_cap) = (pairs.min(MAX_CAPACITY), redirects.min(MAX_CAPACITY));
+        Ok(FlowTable {
+            index: FlowIndex::try_with_capacity(2 * pair_cap + redirect_cap)?,
+            pairs: reserved(pair_cap)?,
+            free: reserved(pair_cap)?,
             live: 0,
             pair_cap,
-            redirects: Vec::with_capacity(redirect_cap),
-            free_redirects: Vec::with_capacity(redirect_cap),
+            redirects: reserved(redirect_cap)?,
+            free_redirects: reserved(redirect_cap)?,
             live_redirects: 0,
             redirect_cap,
-        }
+        })
+    }
+
+    /// Bytes [`FlowTable::with_capacity`] allocates for these capacities:
+    /// what an app checks against the memory it has before asking.
+    pub fn bytes_for(pairs: usize, redirects: usize) -> usize {
+        let (pair_cap, redirect_cap) = (pairs.min(MAX_CAPACITY), redirects.min(MAX_CAPACITY));
+        let per_pair = std::mem::size_of::<Option<FlowPair>>() + std::mem::size_of::<u32>();
+        let per_redirect = std::mem::size_of::<Option<Redirect>>() + std::mem::size_of::<u32>();
+        FlowIndex::bytes_for(2 * pair_cap + redirect_cap)
+            .saturating_add(pair_cap * per_pair)
+            .saturating_add(redirect_cap * per_redirect)
     }
 
     /// Commits the memory of every pair slot now rather than on first

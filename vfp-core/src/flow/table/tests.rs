@@ -206,3 +206,22 @@ proptest! {
         }
     }
 }
+
+/// `bytes_for` is what an app checks against the host's memory before it
+/// creates a table: it must be what the table reserves (its three large
+/// regions plus the two free lists), or the check would let through
+/// tables that do not fit.
+#[test]
+fn bytes_for_is_what_the_table_reserves() {
+    for (pairs, redirects) in [(1024, 0), (1024, 1024), (5000, 77), (1 << 16, 1 << 16)] {
+        let t = FlowTable::with_capacity(pairs, redirects);
+        let regions: usize = t.memory().iter().map(|&(_, bytes)| bytes).sum();
+        let free_lists = 4 * (t.free.capacity() + t.free_redirects.capacity());
+        assert_eq!(
+            FlowTable::bytes_for(pairs, redirects),
+            regions + free_lists,
+            "{pairs} {redirects}"
+        );
+    }
+    assert!(FlowTable::try_with_capacity(1 << 16, 0).is_ok());
+}
