@@ -74,6 +74,10 @@ pub struct Dataplane {
     pub socket: i32,
     pub started: Instant,
     pub running: Arc<AtomicBool>,
+    /// Set by SIGINT/SIGTERM: the supervisor stops the app when it sees
+    /// it; work that holds the control thread for long (committing flow
+    /// tables) gives up on it.
+    pub stop: Arc<AtomicBool>,
     pub switches: Vec<SwitchEvent>,
     pub switch_count: u64,
     /// Packets drained from a retired device that no inbox could take.

@@ -141,6 +141,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         socket,
         started: Instant::now(),
         running: running.clone(),
+        stop: stop.clone(),
         switches: Vec::new(),
         switch_count: 0,
         drain_dropped: 0,

@@ -107,6 +107,12 @@ impl Dataplane {
         self.register_snat(policy)?;
         let (tsc0, hz) = (dpdk::rdtsc(), dpdk::tsc_hz());
         let t = Instant::now();
+        // Seconds for a few GiB (more where the kernel compacts memory
+        // for 2 MB pages): long enough to say what is going on.
+        if bytes >= 1 << 30 {
+            log::info!("flow tables: committing {} for {n} x {cap} pairs", gib(bytes));
+        }
+        let stop = self.stop.clone();
         let pipes = (0..n)
             .map(|id| {
                 let mut shard = Shard::try_new(cfg(id), policy.clone(), self.nat.clone()).map_err(|e| {
@@ -118,7 +124,9 @@ impl Dataplane {
                 // Commit the table's memory now, off the datapath, on
                 // huge pages where the kernel gives them.
                 huge_pages(&shard, dpdk::pages::advise_huge);
-                shard.prefault();
+                if !shard.prefault_until(|| stop.load(Ordering::Relaxed)) {
+                    return Err("signal received while committing the flow tables: stopped".to_string());
+                }
                 huge_pages(&shard, dpdk::pages::collapse);
                 Ok(Box::new(Pipeline::new(shard, tsc0, hz)))
             })

@@ -145,6 +145,35 @@ fn sigterm_stops_cleanly_under_load() {
     assert!(f.total("tx_packets") > 10_000, "{:#}", f.0);
 }
 
+/// Committing a large flow table takes seconds (2 GiB here): the app says
+/// so, and Ctrl-C meanwhile stops it there instead of after the commit
+/// (it used to wait the whole commit out, silently, then start and stop).
+#[test]
+fn a_signal_while_the_flow_tables_are_committed_stops_the_start() {
+    let mut eal = eal_base("fwdcommit", "0");
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let policy = repo_root().join("examples/allow-all.toml");
+    let args = strings(&[
+        "--no-control-socket",
+        "--policy",
+        policy.to_str().unwrap(),
+        "--max-flows",
+        "3000000",
+    ]);
+    let mut app = Live::app(&eal, &args);
+    app.wait_for("the commit", LIMIT, |_, e| e.contains("flow tables: committing"));
+    app.interrupt();
+    let o = app.finish(LIMIT);
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("error: signal received while committing the flow tables: stopped"),
+        "{}",
+        o.all()
+    );
+    assert!(!o.stderr.contains("forwarding on"), "{}", o.all());
+}
+
 /// The counter tables go to stdout, which an operator may pipe into a
 /// program that exits (`pmd-app ... | head`): the app keeps forwarding,
 /// says once on stderr that stdout failed, and still stops cleanly.

@@ -167,6 +167,12 @@ impl Shard {
         self.table.prefault();
     }
 
+    /// [`Shard::prefault`], giving up when `stop` says so (see
+    /// [`FlowTable::prefault_until`]); false when it gave up.
+    pub fn prefault_until(&mut self, stop: impl FnMut() -> bool) -> bool {
+        self.table.prefault_until(stop)
+    }
+
     /// The flow table's large memory regions (see [`FlowTable::memory`]).
     pub fn memory(&self) -> [(*const u8, usize); 3] {
         self.table.memory()

@@ -140,9 +140,22 @@ impl FlowTable {
     /// table filling at millions of flows per second would take one every
     /// eight pairs. Writes each unused slot without making it live.
     pub fn prefault(&mut self) {
-        for slot in self.pairs.spare_capacity_mut() {
-            slot.write(None);
+        self.prefault_until(|| false);
+    }
+
+    /// [`FlowTable::prefault`] that asks `stop` every 64 Ki slots whether
+    /// to give up (a large table takes seconds to commit): false when it
+    /// gave up, with the rest of the slab left to fault in on use.
+    pub fn prefault_until(&mut self, mut stop: impl FnMut() -> bool) -> bool {
+        for chunk in self.pairs.spare_capacity_mut().chunks_mut(1 << 16) {
+            if stop() {
+                return false;
+            }
+            for slot in chunk {
+                slot.write(None);
+            }
         }
+        true
     }
 
     /// The table's large memory regions (start, bytes): the pair slab,
