@@ -11,9 +11,11 @@
 //! count is written when stderr takes lines again. A stderr that is
 //! closed ends the writing (there is nowhere to report it).
 //!
-//! At exit the app waits a bounded time for the queue to drain
+//! At exit (any exit(3), DPDK's `rte_exit` too, and before a panic's
+//! message) the app waits a bounded time for the queue to drain
 //! ([`flush`]), so the last messages (an error, the stop) are written
-//! before the process ends.
+//! before the process ends. An abort(3) from C (DPDK's `rte_panic`) runs
+//! nothing: lines queued in its last moments may be lost.
 
 use crossbeam::channel::{self, Sender, TrySendError};
 use std::io::{IsTerminal, Write};
@@ -23,6 +25,8 @@ use std::time::{Duration, Instant};
 
 /// Records queued before the next one is dropped.
 const QUEUED: usize = 1024;
+/// How long an exit waits for the queue to drain.
+pub const AT_EXIT: Duration = Duration::from_secs(2);
 
 struct Queue {
     tx: Sender<Vec<u8>>,
@@ -58,6 +62,11 @@ pub fn init() {
         }
         if let Err(e) = crate::dpdk::eal::set_log_sink(push) {
             eprintln!("pmd-app: warning: DPDK's messages go to stderr directly: {e}");
+        }
+        // DPDK ends the process itself on some fatal errors (rte_exit):
+        // its last message must still be written.
+        if let Err(e) = crate::dpdk::eal::run_at_exit(flush_at_exit) {
+            eprintln!("pmd-app: warning: log lines queued at exit may be lost: {e}");
         }
     }
     if let Some(level) = plain {
@@ -132,6 +141,10 @@ pub fn flush(limit: Duration) {
     while q.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+extern "C" fn flush_at_exit() {
+    flush(AT_EXIT);
 }
 
 /// env_logger's target: each record arrives whole in one `write_all`.

@@ -23,16 +23,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vfp_core::action::nat::NatPorts;
 
-/// How long the app waits at exit for its last log lines to be written.
-const LOG_FLUSH: Duration = Duration::from_secs(2);
-
 fn main() {
     logging::init();
     // A panic aborts (panic = "abort"): the log lines queued before it
     // are written first, then the panic's message.
     let report = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        logging::flush(LOG_FLUSH);
+        logging::flush(logging::AT_EXIT);
         report(info);
     }));
     // std::env::args() would panic on an argument that is not UTF-8.
@@ -59,11 +56,12 @@ fn main() {
         Ok(a) => a,
         Err(e) => e.exit(),
     };
-    let code = run(&eal_args, app);
-    logging::flush(LOG_FLUSH);
-    match code {
+    // exit(3) writes out the queued log lines first (logging::init).
+    match run(&eal_args, app) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
+            // After the lines that led to it.
+            logging::flush(logging::AT_EXIT);
             eprintln!("pmd-app: error: {e}");
             std::process::exit(1);
         }

@@ -86,6 +86,17 @@ pub fn set_log_sink(sink: fn(&[u8])) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `f` when the process calls exit(3), DPDK's own `rte_exit`
+/// included, so that work queued for other threads (log lines) can end
+/// first. (Not on abort(3): nothing runs then.)
+pub fn run_at_exit(f: extern "C" fn()) -> Result<(), String> {
+    // SAFETY: registers a plain function that lives for the whole process.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err("atexit refused the handler".to_string());
+    }
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EalError {
     #[error("EAL argument contains a NUL byte: {0:?}")]
