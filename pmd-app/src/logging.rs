@@ -37,6 +37,15 @@ struct Queue {
 }
 
 static QUEUE: OnceLock<Queue> = OnceLock::new();
+/// CPUs the writer thread moves to (see [`set_cpus`]).
+static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
+
+/// Moves the writer thread to `cpus` (the app's control CPUs), as it
+/// writes its next record. It starts before the EAL, with the CPUs the
+/// process had, which may include the polling lcores'.
+pub fn set_cpus(cpus: Vec<usize>) {
+    let _ = CPUS.set(cpus);
+}
 
 /// Starts logging: `RUST_LOG` as env_logger reads it (default `info`).
 /// A plain level there is applied as log's global maximum over a logger
@@ -89,8 +98,13 @@ fn start_writer() -> bool {
     }
     let spawned = std::thread::Builder::new().name("vfp-log".into()).spawn(move || {
         let Some(q) = QUEUE.get() else { return };
-        let mut closed = false;
+        let (mut closed, mut pinned) = (false, false);
         for record in rx {
+            if let (false, Some(cpus)) = (pinned, CPUS.get()) {
+                // Refused, it stays where it is (as the control threads do).
+                let _ = crate::dpdk::eal::pin_thread(cpus);
+                pinned = true;
+            }
             if !closed {
                 closed = write_record(q, &record).is_err();
             }
@@ -126,9 +140,14 @@ pub fn push(record: &[u8]) {
     q.pending.fetch_add(1, Ordering::Acquire);
     match q.tx.try_send(record.to_vec()) {
         Ok(()) => {}
-        Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+        Err(TrySendError::Full(_)) => {
             q.pending.fetch_sub(1, Ordering::Release);
             q.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        // No writer thread (it could not be started): as before there was one.
+        Err(TrySendError::Disconnected(record)) => {
+            q.pending.fetch_sub(1, Ordering::Release);
+            let _ = std::io::stderr().write_all(&record);
         }
     }
 }

@@ -217,6 +217,7 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     // starts polling.
     let main_cpus = dpdk::eal::thread_cpus();
     let ctl_cpus = eal.control_cpus(&lcores);
+    logging::set_cpus(ctl_cpus.clone());
     if dpdk::eal::pin_thread(&ctl_cpus) {
         log::info!("control threads on CPU(s) {ctl_cpus:?}");
     } else {

@@ -201,8 +201,8 @@ fn allowed(status: &str) -> Vec<usize> {
 /// creator's affinity: the control threads must be moved off that CPU, or
 /// every request waits until the busy-polling worker's time slice ends
 /// (several milliseconds). The worker (main lcore, lcore 0 here) stays on
-/// CPU 0 and the control and accept threads may use any other CPU the
-/// process had.
+/// CPU 0 and the control, accept, stdout and log threads may use any
+/// other CPU the process had.
 #[test]
 fn control_threads_run_off_the_polling_cpu() {
     let mine = allowed(&std::fs::read_to_string("/proc/self/status").unwrap());
@@ -214,21 +214,30 @@ fn control_threads_run_off_the_polling_cpu() {
     let sock = d.0.join("ctl.sock");
     let app = App::start("ctlcpu", &s(&["net_null0,no-rx=1", "net_null1,no-rx=1"]), &sock, &[]);
     let pid = app.child.id();
-    let mut seen = std::collections::BTreeMap::new();
-    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
-        let t = t.unwrap().path();
-        // A short-lived thread (a served connection) may be gone already.
-        let (Ok(comm), Ok(status)) = (
-            std::fs::read_to_string(t.join("comm")),
-            std::fs::read_to_string(t.join("status")),
-        ) else {
-            continue;
-        };
-        seen.insert(comm.trim().to_string(), allowed(&status));
-    }
+    let threads = || {
+        let mut seen = std::collections::BTreeMap::new();
+        for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+            let t = t.unwrap().path();
+            // A short-lived thread (a served connection) may be gone already.
+            let (Ok(comm), Ok(status)) = (
+                std::fs::read_to_string(t.join("comm")),
+                std::fs::read_to_string(t.join("status")),
+            ) else {
+                continue;
+            };
+            seen.insert(comm.trim().to_string(), allowed(&status));
+        }
+        seen
+    };
     let others: Vec<usize> = mine.iter().copied().filter(|&c| c != 0).collect();
+    // The log writer starts before the EAL and moves itself as it writes
+    // the line that follows the move ("control threads on CPU(s)").
+    let seen = poll("the log writer off the polling CPU", || {
+        let seen = threads();
+        (seen.get("vfp-log") == Some(&others)).then_some(seen)
+    });
     assert_eq!(seen.get("pmd-app"), Some(&vec![0]), "main lcore thread: {seen:?}");
-    for name in ["vfp-control", "vfp-ctl-accept"] {
+    for name in ["vfp-control", "vfp-ctl-accept", "vfp-stdout"] {
         assert_eq!(seen.get(name), Some(&others), "{name}: {seen:?}");
     }
     app.ok(&["shutdown"]);
