@@ -51,6 +51,12 @@ fn main() {
         "pmd-app options (after --):\n{}",
         AppArgs::command().render_help()
     ));
+    // `--help` helps wherever it is: clap checks values in order and
+    // would report a bad one before it (`-- --final-stats /x/y --help`).
+    if app_argv.iter().skip(1).any(|a| a == "--help" || a == "-h") {
+        let _ = AppArgs::command().print_help();
+        std::process::exit(0);
+    }
     // App options are checked before the EAL starts: a typo costs nothing.
     let app = match AppArgs::try_parse_from(&app_argv) {
         Ok(a) => a,

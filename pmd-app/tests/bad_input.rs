@@ -22,12 +22,20 @@ fn unknown_app_option_is_a_usage_error() {
     assert!(o.stderr.contains("unexpected argument '--bogus'"), "{}", o.all());
 }
 
+/// `--help` helps, also after an option whose value is wrong (clap
+/// reported that value instead).
 #[test]
 fn help_lists_the_options() {
-    let o = run_app(&[pmd_app().to_string()], &strings(&["--help"]), LIMIT);
-    assert_eq!(o.code(), 0, "{}", o.all());
-    for opt in ["--vport", "--policy", "--control-socket", "--stats-period", "--queues"] {
-        assert!(o.stdout.contains(opt), "--help lacks {opt}\n{}", o.stdout);
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["--final-stats", "/nonexistent/dir/f.json", "--help"],
+    ] {
+        let o = run_app(&[pmd_app().to_string()], &strings(args), LIMIT);
+        assert_eq!(o.code(), 0, "{args:?}: {}", o.all());
+        for opt in ["--vport", "--policy", "--control-socket", "--stats-period", "--queues"] {
+            assert!(o.stdout.contains(opt), "{args:?}: --help lacks {opt}\n{}", o.stdout);
+        }
     }
 }
 
