@@ -182,7 +182,10 @@ fn a_closed_stdout_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader, Read};
     let mut eal = eal_base("fwdpipe", "0");
     eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
-    let mut child = spawn_app(&eal, &strings(&["--stats-period", "1", "--no-control-socket"]));
+    let mut child = KillOnDrop(spawn_app(
+        &eal,
+        &strings(&["--stats-period", "1", "--no-control-socket"]),
+    ));
     let mut err = child.stderr.take().unwrap();
     let err = std::thread::spawn(move || {
         let mut s = String::new();
@@ -217,7 +220,10 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
     let sock = d.path("ctl.sock");
     let mut eal = eal_base("fwdstall", "0");
     eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
-    let mut child = spawn_app(&eal, &strings(&["--stats-period", "1", "--control-socket", &sock]));
+    let mut child = KillOnDrop(spawn_app(
+        &eal,
+        &strings(&["--stats-period", "1", "--control-socket", &sock]),
+    ));
     // Never read; one page of pipe (the kernel's least) fills in seconds.
     let stdout = child.stdout.take().unwrap();
     // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
@@ -271,7 +277,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_app() {
     let sock = d.path("ctl.sock");
     let mut eal = eal_base("fwderr", "0");
     eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
-    let mut child = spawn_app(&eal, &strings(&["--control-socket", &sock]));
+    let mut child = KillOnDrop(spawn_app(&eal, &strings(&["--control-socket", &sock])));
     let mut out = child.stdout.take().unwrap();
     let out = std::thread::spawn(move || {
         let mut s = String::new();

@@ -192,6 +192,32 @@ pub fn spawn_app(eal: &[String], app: &[String]) -> Child {
         .expect("spawn pmd-app")
 }
 
+/// A child process killed when dropped (a failed assertion must not
+/// leave a busy-polling app behind).
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 pub fn run_app(eal: &[String], app: &[String], limit: Duration) -> Output {
     wait_output(spawn_app(eal, app), limit)
 }
