@@ -337,6 +337,15 @@ fn cannot_connect_exits_3() {
     let r = vfpctl(&dir.sock(), &["status"]);
     assert_eq!(r.code, 3);
     has_all(&r.stderr, &["connection refused"]);
+    // A path that is no socket at all (connect says "refused" there too).
+    let file = dir.path().join("plain-file");
+    std::fs::write(&file, "x").unwrap();
+    let r = vfpctl(&file, &["status"]);
+    assert_eq!(r.code, 3);
+    has_all(
+        &r.stderr,
+        &[&file.display().to_string(), "not a socket (check --socket)"],
+    );
 }
 
 /// A listener that answers every line with `reply` (None: never answers).

@@ -30,7 +30,7 @@ pub struct Reply {
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The socket could not be opened (missing, permission, refused).
-    #[error("cannot connect to {}: {}", path.display(), connect_cause(source))]
+    #[error("cannot connect to {}: {}", path.display(), connect_cause(path, source))]
     Connect { path: PathBuf, source: io::Error },
     /// No complete reply within the timeout.
     #[error("no reply within {0:?}")]
@@ -56,8 +56,12 @@ impl ClientError {
     }
 }
 
-fn connect_cause(e: &io::Error) -> String {
+fn connect_cause(path: &Path, e: &io::Error) -> String {
+    use std::os::unix::fs::FileTypeExt;
+    // connect(2) on a file that is not a socket says ECONNREFUSED too.
+    let not_socket = std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket());
     match e.kind() {
+        ErrorKind::ConnectionRefused if not_socket => "not a socket (check --socket)".into(),
         ErrorKind::NotFound => "no such socket (is pmd-app running with this --file-prefix?)".into(),
         ErrorKind::PermissionDenied => "permission denied (run as root or as a member of the socket's group)".into(),
         ErrorKind::ConnectionRefused => {
