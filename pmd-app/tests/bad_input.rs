@@ -227,6 +227,34 @@ fn no_hugepages_where_asked_for() {
     assert!(o.stderr.contains("error: EAL initialisation failed"), "{}", o.all());
 }
 
+/// A second instance on a --file-prefix in use: the EAL says why, and
+/// the app's own line adds no "Success" (rte_errno is 0 there).
+#[test]
+fn file_prefix_in_use() {
+    let eal = eal_base("bad-prefix", "0");
+    let mut first = Live::app(
+        &[eal.clone(), strings(&["--vdev", "net_null0,no-rx=1"])].concat(),
+        &strings(&["--no-control-socket"]),
+    );
+    first.wait_for("the first instance", LIMIT, |_, e| e.contains("forwarding on"));
+    let o = run_app(
+        &[eal, strings(&["--vdev", "net_null0,no-rx=1"])].concat(),
+        &strings(&["--no-control-socket"]),
+        LIMIT,
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(o.stderr.contains("Is another primary process running?"), "{}", o.all());
+    assert!(
+        o.stderr
+            .contains("error: EAL initialisation failed: see the EAL's messages above"),
+        "{}",
+        o.all()
+    );
+    assert!(!o.stderr.contains("Success"), "{}", o.all());
+    first.interrupt();
+    assert_eq!(first.finish(LIMIT).code(), 0);
+}
+
 #[test]
 fn lcore_that_does_not_exist() {
     let mut eal = eal_base("bad10", "0");

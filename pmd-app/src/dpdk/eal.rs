@@ -129,7 +129,14 @@ impl Eal {
         // permute `ptrs` but never writes through the strings.
         let rc = unsafe { dpdk_sys::rte_eal_init(ptrs.len() as i32, ptrs.as_mut_ptr()) };
         if rc < 0 {
-            let (_, msg) = super::last_error();
+            // Some failures leave rte_errno at 0 ("Success"): the EAL's
+            // own messages say what went wrong.
+            let (code, msg) = super::last_error();
+            let msg = if code == 0 {
+                "see the EAL's messages above".to_string()
+            } else {
+                msg
+            };
             return Err(EalError::Init(msg));
         }
         std::mem::forget(ptrs);
