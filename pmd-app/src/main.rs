@@ -86,7 +86,16 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
     let nb_mbufs = app
         .mbufs
         .unwrap_or_else(|| setup::pool_size(&vports, queues, app.nb_desc, workers));
-    let pool = Arc::new(Mempool::new("vfp_mbufs", nb_mbufs, 256, app.mbuf_size, socket)?);
+    let pool = Mempool::new("vfp_mbufs", nb_mbufs, 256, app.mbuf_size, socket).map_err(|e| match app.mbufs {
+        Some(_) => e,
+        // The size nobody asked for is the likelier culprit.
+        None => format!(
+            "{e}; {nb_mbufs} mbufs is what {queues} queue(s) of {} descriptors on every path need (set --mbufs, \
+             or lower --queues or --nb-desc)",
+            app.nb_desc
+        ),
+    })?;
+    let pool = Arc::new(pool);
     log::info!("mempool: {} mbufs of {} B", nb_mbufs, app.mbuf_size);
 
     let (ev_tx, ev_rx) = channel::bounded(1024);

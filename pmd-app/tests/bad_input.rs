@@ -255,6 +255,42 @@ fn file_prefix_in_use() {
     assert_eq!(first.finish(LIMIT).code(), 0);
 }
 
+/// A pool too large for the memory: when the app sized it (from
+/// --queues and --nb-desc), the error names those options; when the
+/// operator did (--mbufs), it does not blame the others.
+#[test]
+fn mempool_too_large_for_the_memory() {
+    let o = app_err(
+        "bad-pool",
+        &["--vdev", "net_ring0"],
+        &["--queues", "64", "--no-control-socket"],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr.contains("error: cannot create mempool of 262143 mbufs"),
+        "{}",
+        o.all()
+    );
+    assert!(
+        o.stderr
+            .contains("262143 mbufs is what 64 queue(s) of 1024 descriptors on every path need (set --mbufs, or lower --queues or --nb-desc)"),
+        "{}",
+        o.all()
+    );
+    let o = app_err(
+        "bad-pool",
+        &["--vdev", "net_ring0"],
+        &["--mbufs", "100000000", "--no-control-socket"],
+    );
+    assert_eq!(o.code(), 1, "{}", o.all());
+    assert!(
+        o.stderr.contains("error: cannot create mempool of 100000000 mbufs"),
+        "{}",
+        o.all()
+    );
+    assert!(!o.stderr.contains("set --mbufs"), "{}", o.all());
+}
+
 #[test]
 fn lcore_that_does_not_exist() {
     let mut eal = eal_base("bad10", "0");
