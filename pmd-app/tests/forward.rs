@@ -215,7 +215,6 @@ fn a_closed_stdout_does_not_stop_the_app() {
 #[test]
 fn a_stdout_nobody_reads_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader};
-    use std::os::fd::AsRawFd;
     let d = Scratch::new("fwdstall");
     let sock = d.path("ctl.sock");
     let mut eal = eal_base("fwdstall", "0");
@@ -226,9 +225,7 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
     ));
     // Never read; one page of pipe (the kernel's least) fills in seconds.
     let stdout = child.stdout.take().unwrap();
-    // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
-    let rc = unsafe { libc::fcntl(stdout.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    assert!(rc >= 4096, "F_SETPIPE_SZ: {rc}");
+    one_page(&stdout);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let err = BufReader::new(child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
@@ -272,7 +269,6 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
 #[test]
 fn a_stderr_nobody_reads_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::fd::AsRawFd;
     let d = Scratch::new("fwderr");
     let sock = d.path("ctl.sock");
     let mut eal = eal_base("fwderr", "0");
@@ -285,9 +281,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_app() {
         s
     });
     let stderr = child.stderr.take().unwrap();
-    // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
-    let rc = unsafe { libc::fcntl(stderr.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
-    assert!(rc >= 4096, "F_SETPIPE_SZ: {rc}");
+    one_page(&stderr);
     poll_until(
         LIMIT,
         "the control socket",
@@ -333,6 +327,14 @@ fn a_stderr_nobody_reads_does_not_stop_the_app() {
     let written = stderr.matches("log level set to INFO").count();
     assert_eq!(written + dropped, REQUESTS + 1, "{stderr}");
     assert!(stderr.contains("worker 0 stopped"), "{stderr}");
+}
+
+/// Shrinks a pipe to one page, the kernel's least: never read, it fills
+/// in a few lines.
+fn one_page(pipe: &impl std::os::fd::AsRawFd) {
+    // SAFETY: F_SETPIPE_SZ on a pipe this test owns; no memory is passed.
+    let rc = unsafe { libc::fcntl(pipe.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(rc >= 4096, "F_SETPIPE_SZ: {rc}");
 }
 
 /// SIGINT to `child`, then its exit status (Err: it had to be killed).
