@@ -66,9 +66,9 @@ fn main() {
     match run(&eal_args, app) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            // After the lines that led to it.
-            logging::flush(logging::AT_EXIT);
-            eprintln!("pmd-app: error: {e}");
+            // Queued after the lines that led to it; written (bounded)
+            // by exit(3), even to a stderr that is not being read.
+            logging::push(format!("pmd-app: error: {e}\n").as_bytes());
             std::process::exit(1);
         }
     }
