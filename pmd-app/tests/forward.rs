@@ -145,9 +145,14 @@ fn sigterm_stops_cleanly_under_load() {
     assert!(f.total("tx_packets") > 10_000, "{:#}", f.0);
 }
 
-/// Committing a large flow table takes seconds (2 GiB here): the app says
-/// so, and Ctrl-C meanwhile stops it there instead of after the commit
-/// (it used to wait the whole commit out, silently, then start and stop).
+/// Committing a large flow table can take seconds (1.9 GiB here: 9 s
+/// where the kernel compacts memory for 2 MB pages, 0.15 s where it has
+/// them free): the app says so, and Ctrl-C meanwhile stops it there
+/// instead of after the commit (it used to wait the whole commit out,
+/// silently, then start and stop). The signal is sent once the app
+/// announces the commit; whether it lands before the commit ends is up
+/// to the host, so either end is checked for what it must be.
+/// (`prefault_until`'s stopping is tested on its own in vfp-core.)
 #[test]
 fn a_signal_while_the_flow_tables_are_committed_stops_the_start() {
     let mut eal = eal_base("fwdcommit", "0");
@@ -161,17 +166,25 @@ fn a_signal_while_the_flow_tables_are_committed_stops_the_start() {
         "3000000",
     ]);
     let mut app = Live::app(&eal, &args);
-    app.wait_for("the commit", LIMIT, |_, e| e.contains("flow tables: committing"));
+    app.wait_for("the commit", LIMIT, |_, e| {
+        e.contains("flow tables: committing 1.9 GiB")
+    });
     app.interrupt();
     let o = app.finish(LIMIT);
-    assert_eq!(o.code(), 1, "{}", o.all());
-    assert!(
-        o.stderr
-            .contains("error: signal received while committing the flow tables: stopped"),
-        "{}",
-        o.all()
-    );
-    assert!(!o.stderr.contains("forwarding on"), "{}", o.all());
+    if o.stderr.contains("committed in") {
+        // The commit ended first: the app started and stopped cleanly.
+        assert_eq!(o.code(), 0, "{}", o.all());
+        assert!(o.stderr.contains("signal received, stopping"), "{}", o.all());
+    } else {
+        assert_eq!(o.code(), 1, "{}", o.all());
+        assert!(
+            o.stderr
+                .contains("error: signal received while committing the flow tables: stopped"),
+            "{}",
+            o.all()
+        );
+        assert!(!o.stderr.contains("forwarding on"), "{}", o.all());
+    }
 }
 
 /// The counter tables go to stdout, which an operator may pipe into a

@@ -225,3 +225,24 @@ fn bytes_for_is_what_the_table_reserves() {
     }
     assert!(FlowTable::try_with_capacity(1 << 16, 0).is_ok());
 }
+
+/// `prefault_until` asks before every 64 Ki slots and stops when told:
+/// what lets an app stop a long commit on a signal.
+#[test]
+fn prefault_until_stops_when_asked() {
+    let mut t = FlowTable::with_capacity(3 << 16, 0);
+    let mut asked = 0;
+    assert!(!t.prefault_until(|| {
+        asked += 1;
+        asked == 2
+    }));
+    assert_eq!(asked, 2);
+    let mut asked = 0;
+    assert!(t.prefault_until(|| {
+        asked += 1;
+        false
+    }));
+    assert_eq!(asked, 3);
+    assert!(!t.prefault_until(|| true));
+    assert!(t.is_empty());
+}
