@@ -21,6 +21,7 @@ pub mod plan;
 pub mod policy_ctl;
 pub mod report;
 pub mod setup;
+pub mod spool;
 pub mod stats;
 pub mod supervisor;
 pub mod vport;

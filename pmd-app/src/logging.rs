@@ -17,26 +17,22 @@
 //! before the process ends. An abort(3) from C (DPDK's `rte_panic`) runs
 //! nothing: lines queued in its last moments may be lost.
 
-use crossbeam::channel::{self, Sender, TrySendError};
+use crate::spool::Spool;
 use std::io::{IsTerminal, Write};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Records queued before the next one is dropped.
 const QUEUED: usize = 1024;
 /// How long an exit waits for the queue to drain.
 pub const AT_EXIT: Duration = Duration::from_secs(2);
 
-struct Queue {
-    tx: Sender<Vec<u8>>,
-    /// Records queued and not yet written (or given up on).
-    pending: AtomicUsize,
-    /// Records dropped since the writer last said so.
-    dropped: AtomicU64,
-}
-
-static QUEUE: OnceLock<Queue> = OnceLock::new();
+/// The queue and its writer thread ("vfp-log"); unset if no thread
+/// could be started (records then go to stderr directly).
+static SPOOL: OnceLock<Spool> = OnceLock::new();
+/// Records dropped since the writer last said so.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// CPUs the writer thread moves to (see [`set_cpus`]).
 static CPUS: OnceLock<Vec<usize>> = OnceLock::new();
 
@@ -87,32 +83,21 @@ pub fn init() {
 }
 
 fn start_writer() -> bool {
-    let (tx, rx) = channel::bounded::<Vec<u8>>(QUEUED);
-    let q = Queue {
-        tx,
-        pending: AtomicUsize::new(0),
-        dropped: AtomicU64::new(0),
-    };
-    if QUEUE.set(q).is_err() {
+    if SPOOL.get().is_some() {
         return true;
     }
-    let spawned = std::thread::Builder::new().name("vfp-log".into()).spawn(move || {
-        let Some(q) = QUEUE.get() else { return };
-        let (mut closed, mut pinned) = (false, false);
-        for record in rx {
-            if let (false, Some(cpus)) = (pinned, CPUS.get()) {
-                // Refused, it stays where it is (as the control threads do).
-                let _ = crate::dpdk::eal::pin_thread(cpus);
-                pinned = true;
-            }
-            if !closed {
-                closed = write_record(q, &record).is_err();
-            }
-            q.pending.fetch_sub(1, Ordering::Release);
+    let mut pinned = false;
+    let write = move |record: &[u8]| {
+        if let (false, Some(cpus)) = (pinned, CPUS.get()) {
+            // Refused, it stays where it is (as the control threads do).
+            let _ = crate::dpdk::eal::pin_thread(cpus);
+            pinned = true;
         }
-    });
-    match spawned {
-        Ok(_) => true,
+        write_record(record)
+    };
+    // A closed stderr: there is nowhere to say so.
+    match Spool::start("vfp-log", QUEUED, write, |_| {}) {
+        Ok(s) => SPOOL.set(s).is_ok(),
         Err(e) => {
             eprintln!("pmd-app: warning: cannot start the log thread ({e}): logging to stderr directly");
             false
@@ -121,9 +106,9 @@ fn start_writer() -> bool {
 }
 
 /// Writes one record, after the count of those dropped before it.
-fn write_record(q: &Queue, record: &[u8]) -> std::io::Result<()> {
+fn write_record(record: &[u8]) -> std::io::Result<()> {
     let mut err = std::io::stderr().lock();
-    let dropped = q.dropped.swap(0, Ordering::Relaxed);
+    let dropped = DROPPED.swap(0, Ordering::Relaxed);
     if dropped > 0 {
         writeln!(err, "pmd-app: {dropped} log line(s) dropped: stderr was not being read")?;
     }
@@ -133,21 +118,14 @@ fn write_record(q: &Queue, record: &[u8]) -> std::io::Result<()> {
 
 /// Queues one record (a log line, or a DPDK message); never blocks.
 pub fn push(record: &[u8]) {
-    let Some(q) = QUEUE.get() else {
-        let _ = std::io::stderr().write_all(record);
-        return;
-    };
-    q.pending.fetch_add(1, Ordering::Acquire);
-    match q.tx.try_send(record.to_vec()) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            q.pending.fetch_sub(1, Ordering::Release);
-            q.dropped.fetch_add(1, Ordering::Relaxed);
+    match SPOOL.get() {
+        Some(s) => {
+            if s.offer(record.to_vec()).is_err() {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        // No writer thread (it could not be started): as before there was one.
-        Err(TrySendError::Disconnected(record)) => {
-            q.pending.fetch_sub(1, Ordering::Release);
-            let _ = std::io::stderr().write_all(&record);
+        None => {
+            let _ = std::io::stderr().write_all(record);
         }
     }
 }
@@ -155,10 +133,8 @@ pub fn push(record: &[u8]) {
 /// Waits up to `limit` for every queued record to be written. Past it
 /// the app goes on: a stderr nobody reads must not stop its exit.
 pub fn flush(limit: Duration) {
-    let Some(q) = QUEUE.get() else { return };
-    let deadline = Instant::now() + limit;
-    while q.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(1));
+    if let Some(s) = SPOOL.get() {
+        s.drain(limit);
     }
 }
 
