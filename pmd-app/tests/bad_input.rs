@@ -100,8 +100,7 @@ fn final_stats_file_that_cannot_be_written() {
     let sub = d.path("gone");
     std::fs::create_dir(&sub).unwrap();
     let file = format!("{sub}/final.json");
-    let mut eal = eal_base("badfin2", "0");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("badfin2", "0");
     let app = live::App::start(&eal, &strings(&["--final-stats", &file]), &d.path("ctl.sock"), LIMIT);
     assert!(
         std::fs::read_dir(&sub).unwrap().next().is_none(),

@@ -117,8 +117,7 @@ fn runs_on_hugepages() {
 #[test]
 fn sigterm_stops_cleanly_under_load() {
     let d = Scratch::new("fwdterm");
-    let mut eal = eal_base("fwdterm", "0-1");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("fwdterm", "0-1");
     let fin = d.path("final.json");
     let args = strings(&[
         "--vport",
@@ -155,8 +154,7 @@ fn sigterm_stops_cleanly_under_load() {
 /// (`prefault_until`'s stopping is tested on its own in vfp-core.)
 #[test]
 fn a_signal_while_the_flow_tables_are_committed_stops_the_start() {
-    let mut eal = eal_base("fwdcommit", "0");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("fwdcommit", "0");
     let policy = repo_root().join("examples/allow-all.toml");
     let args = strings(&[
         "--no-control-socket",
@@ -193,8 +191,7 @@ fn a_signal_while_the_flow_tables_are_committed_stops_the_start() {
 #[test]
 fn a_closed_stdout_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader, Read};
-    let mut eal = eal_base("fwdpipe", "0");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("fwdpipe", "0");
     let mut child = KillOnDrop(spawn_app(
         &eal,
         &strings(&["--stats-period", "1", "--no-control-socket"]),
@@ -230,8 +227,7 @@ fn a_stdout_nobody_reads_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader};
     let d = Scratch::new("fwdstall");
     let sock = d.path("ctl.sock");
-    let mut eal = eal_base("fwdstall", "0");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("fwdstall", "0");
     let mut child = KillOnDrop(spawn_app(
         &eal,
         &strings(&["--stats-period", "1", "--control-socket", &sock]),
@@ -285,8 +281,7 @@ fn a_stderr_nobody_reads_does_not_stop_the_app() {
     use std::io::{BufRead, BufReader, Read, Write};
     let d = Scratch::new("fwderr");
     let sock = d.path("ctl.sock");
-    let mut eal = eal_base("fwderr", "0");
-    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    let eal = eal_null_pair("fwderr", "0");
     let mut child = KillOnDrop(spawn_app(&eal, &strings(&["--control-socket", &sock])));
     let mut out = child.stdout.take().unwrap();
     let out = std::thread::spawn(move || {

@@ -106,6 +106,14 @@ pub fn eal_base(name: &str, lcores: &str) -> Vec<String> {
     .collect()
 }
 
+/// [`eal_base`] with a generator (`net_null0`, 64-byte frames) and a sink
+/// (`net_null1`): the app forwards from one to the other at full speed.
+pub fn eal_null_pair(name: &str, lcores: &str) -> Vec<String> {
+    let mut eal = eal_base(name, lcores);
+    eal.extend(strings(&["--vdev", "net_null0,size=64", "--vdev", "net_null1,no-rx=1"]));
+    eal
+}
+
 pub struct Output {
     pub status: ExitStatus,
     pub stdout: String,
