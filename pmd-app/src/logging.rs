@@ -130,6 +130,12 @@ pub fn push(record: &[u8]) {
     }
 }
 
+/// Queues `pmd-app: error: MSG`, the form of the app's own error lines
+/// (unlike log records, they carry no timestamp: scripts match them).
+pub fn error(msg: impl std::fmt::Display) {
+    push(format!("pmd-app: error: {msg}\n").as_bytes());
+}
+
 /// Waits up to `limit` for every queued record to be written. Past it
 /// the app goes on: a stderr nobody reads must not stop its exit.
 pub fn flush(limit: Duration) {

@@ -68,7 +68,7 @@ fn main() {
         Err(e) => {
             // Queued after the lines that led to it; written (bounded)
             // by exit(3), even to a stderr that is not being read.
-            logging::push(format!("pmd-app: error: {e}\n").as_bytes());
+            logging::error(e);
             std::process::exit(1);
         }
     }
@@ -449,7 +449,7 @@ fn teardown(
         v["mbufs"] = serde_json::json!({"in_use": total - avail.min(total), "total": total});
         let text = serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
         if let Err(e) = std::fs::write(f, text) {
-            logging::push(format!("pmd-app: error: --final-stats {}: {e}\n", f.display()).as_bytes());
+            logging::error(format_args!("--final-stats {}: {e}", f.display()));
             write_failed = true;
         }
     }
@@ -458,9 +458,9 @@ fn teardown(
         0
     } else {
         let leaked = total - avail;
-        logging::push(
-            format!("pmd-app: error: {leaked} of {total} mbufs not returned to the pool (leak)\n").as_bytes(),
-        );
+        logging::error(format_args!(
+            "{leaked} of {total} mbufs not returned to the pool (leak)"
+        ));
         3
     };
     console.finish(Duration::from_secs(2));
