@@ -29,7 +29,8 @@
 //! - IP header checksums are not verified here: that is NIC offload work,
 //!   and the flow key does not depend on it.
 
-use crate::flow::key::{proto, v4_mapped, FlowKey, NO_VNI};
+use crate::flow::key::{proto, v4_mapped, Direction, FlowKey, NO_VNI};
+use crate::flow::v4_key::V4Key;
 use crate::wire::arp::ArpPacket;
 use crate::wire::ethernet::{self, ethertype};
 use crate::wire::icmp::{self, Echo, IcmpPacket};
@@ -213,27 +214,78 @@ pub mod common {
     pub const TCP_END: usize = L4 + tcp::MIN_HEADER_LEN;
 }
 
-/// Parses `frame` into `p` when it is the common frame: untagged
+/// What the fixed-offset parse of a common frame reads (see
+/// [`common_frame`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Common {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// [`proto::TCP`] or [`proto::UDP`].
+    pub proto: u8,
+    /// TCP flags byte (0 for UDP).
+    pub tcp_flags: u8,
+    pub ttl: u8,
+    /// Offset of the L4 payload.
+    pub payload_off: u16,
+}
+
+impl Common {
+    /// The short flow key of this frame arriving on `vport`, travelling
+    /// `dir`: the [`V4Key`] of the key [`parse_into`] gives it.
+    #[inline(always)]
+    pub fn key(&self, vport: u16, dir: Direction) -> V4Key {
+        V4Key::new(self.src, self.dst, self.src_port, self.dst_port, vport, self.proto, dir)
+    }
+
+    /// The descriptor [`parse_into`] gives the frame.
+    #[inline(always)]
+    fn parsed(&self) -> Parsed {
+        Parsed {
+            key: FlowKey {
+                src: v4_mapped(self.src),
+                dst: v4_mapped(self.dst),
+                vni: NO_VNI,
+                src_port: self.src_port,
+                dst_port: self.dst_port,
+                proto: self.proto,
+                ..FlowKey::default()
+            },
+            outer: None,
+            eth_off: 0,
+            vlan_count: 0,
+            vlan_id: 0,
+            ethertype: ethertype::IPV4,
+            l3: L3::Ipv4,
+            l3_off: common::IP as u16,
+            l4_off: common::L4 as u16,
+            payload_off: self.payload_off,
+            fragment: Fragment::None,
+            tcp_flags: self.tcp_flags,
+            ttl: self.ttl,
+        }
+    }
+}
+
+/// Reads `frame` at fixed offsets if it is the common frame: untagged
 /// Ethernet, IPv4 with a 20-byte header, neither fragmented nor claiming
 /// more bytes than the frame has, carrying a complete TCP or UDP header
-/// (UDP not to the VXLAN port). Returns false, leaving `p` unspecified,
-/// for anything else: the general walk then decides, including every
-/// error. Where this returns true the general walk would have produced
-/// exactly the same descriptor.
+/// (UDP not to the VXLAN port). None for anything else: the general walk
+/// then decides, including every error. Where this gives a [`Common`],
+/// [`parse_into`] gives exactly the descriptor of these fields.
 #[inline(always)]
-fn parse_common(frame: &[u8], p: &mut Parsed) -> bool {
+pub fn common_frame(frame: &[u8]) -> Option<Common> {
     use common::*;
-    let Some(h) = frame.get(..UDP_END) else {
-        return false;
-    };
+    let h = frame.get(..UDP_END)?;
     let ip = &h[IP..L4];
     // Version 4 with IHL 5; no MF flag, no fragment offset (DF allowed).
     if be16(h, ETHERTYPE) != ethertype::IPV4 || ip[0] != 0x45 || be16(ip, 6) & 0x3fff != 0 {
-        return false;
+        return None;
     }
     let total = usize::from(be16(ip, 2));
     if total > frame.len() - IP {
-        return false;
+        return None;
     }
     let l4_room = total.wrapping_sub(L4 - IP);
     let proto = ip[9];
@@ -248,46 +300,42 @@ fn parse_common(frame: &[u8], p: &mut Parsed) -> bool {
                 || len > l4_room
                 || dst_port == vxlan::UDP_PORT
             {
-                return false;
+                return None;
             }
             (UDP_END, 0)
         }
         proto::TCP => {
-            let Some(t) = frame.get(L4..TCP_END) else {
-                return false;
-            };
+            let t = frame.get(L4..TCP_END)?;
             let hl = usize::from(t[12] >> 4) * 4;
             if hl < 20 || hl > l4_room || total < L4 - IP + 20 {
-                return false;
+                return None;
             }
             (L4 + hl, t[13])
         }
-        _ => return false,
+        _ => return None,
     };
-    *p = Parsed {
-        key: FlowKey {
-            src: v4_mapped([ip[12], ip[13], ip[14], ip[15]]),
-            dst: v4_mapped([ip[16], ip[17], ip[18], ip[19]]),
-            vni: NO_VNI,
-            src_port,
-            dst_port,
-            proto,
-            ..FlowKey::default()
-        },
-        outer: None,
-        eth_off: 0,
-        vlan_count: 0,
-        vlan_id: 0,
-        ethertype: ethertype::IPV4,
-        l3: L3::Ipv4,
-        l3_off: IP as u16,
-        l4_off: L4 as u16,
-        payload_off: payload_off as u16,
-        fragment: Fragment::None,
+    Some(Common {
+        src: [ip[12], ip[13], ip[14], ip[15]],
+        dst: [ip[16], ip[17], ip[18], ip[19]],
+        src_port,
+        dst_port,
+        proto,
         tcp_flags,
         ttl: ip[8],
-    };
-    true
+        payload_off: payload_off as u16,
+    })
+}
+
+/// [`parse_into`] of a common frame; false (`p` unspecified) for any other.
+#[inline(always)]
+fn parse_common(frame: &[u8], p: &mut Parsed) -> bool {
+    match common_frame(frame) {
+        Some(c) => {
+            *p = c.parsed();
+            true
+        }
+        None => false,
+    }
 }
 
 /// A VXLAN header found behind a UDP header.
@@ -522,6 +570,18 @@ mod tests {
             let mut fast = Parsed::default();
             if parse_common(&f, &mut fast) {
                 prop_assert_eq!(Ok(fast), general(&f));
+                // The short key is the descriptor's key, in short.
+                let c = common_frame(&f).unwrap();
+                for (vport, dir) in [(0, Direction::Outbound), (3, Direction::Inbound)] {
+                    let mut key = fast.key;
+                    (key.vport, key.dir) = (vport, dir);
+                    let short = c.key(vport, dir);
+                    prop_assert_eq!(Some(short), V4Key::of(&key));
+                    prop_assert!(short.matches(&key));
+                    prop_assert_eq!(short.table_hash(), key.table_hash());
+                }
+            } else {
+                prop_assert_eq!(common_frame(&f), None);
             }
             let mut p = Parsed::default();
             let r = parse_into(&f, &mut p).map(|()| p);

@@ -21,6 +21,11 @@
 //!   redirects sent for keys other shards own) and the packet takes the
 //!   forward transposition.
 //!
+//! A common frame's hit (IPv4 TCP/UDP at fixed offsets, the pair current,
+//! its rewrite the fixed-offset one) can be taken by its short key
+//! instead ([`Shard::process_common`]): the same outcome without the
+//! parse descriptor; anything else it leaves to [`Shard::process`].
+//!
 //! No allocation happens on either path except inside the policy
 //! evaluator: pairs go into a preallocated slab, messages into a
 //! preallocated outbox (which the app must drain every poll iteration).
@@ -56,6 +61,7 @@ use crate::flow::fragments::{FragTable, FragTarget};
 use crate::flow::key::FlowKey;
 use crate::flow::pair::{FlowPair, Side, HIT_LINES, SWEEP_LINES};
 use crate::flow::table::{FlowTable, Lookup};
+use crate::flow::v4_key::V4Key;
 use crate::frame::Frame;
 use crate::parse::{Fragment, Parsed, L3};
 use crate::policy::Policy;
@@ -338,6 +344,53 @@ impl Shard {
             Verdict::Drop(r) => self.stats.count_drop(r),
         }
         v
+    }
+
+    /// [`Shard::process_hinted`] for a common frame
+    /// ([`crate::parse::common_frame`]) without its descriptor: `key` is
+    /// its short key, `tcp_flags` its TCP flags byte. Handles the frame
+    /// when the hint names the pair holding `key`, compiled under the
+    /// current policy, with a transposition the fixed-offset rewrite does
+    /// ([`Transposition::apply_common`]): the same bytes, counters and
+    /// verdict as `process_hinted`. None, with the frame untouched and
+    /// nothing counted, for anything else: the caller then parses the
+    /// frame and processes it the general way.
+    ///
+    /// [`Transposition::apply_common`]: crate::action::transposition::Transposition::apply_common
+    #[inline(always)]
+    pub fn process_common(
+        &mut self,
+        frame: &mut Frame,
+        key: &V4Key,
+        tcp_flags: u8,
+        hint: Hint,
+        now_ns: u64,
+    ) -> Option<Verdict> {
+        let (idx, side) = hint.0?;
+        let generation = self.policy.generation;
+        let pair = self.table.pair_mut(idx)?;
+        if !key.matches(pair.key(side)) || pair.generation != generation {
+            return None;
+        }
+        let x = pair.xpos(side);
+        let vport = x.out_vport;
+        let len = frame.len();
+        let applied = x.apply_common(frame, outer_checksum(self.offload_vports, self.outer_csum, vport))?;
+        self.clock_ns = self.clock_ns.max(now_ns);
+        self.stats.lookups_hit.inc();
+        Some(match applied {
+            Ok(plan) => {
+                pair.touch(side, len, now_ns, tcp_flags);
+                self.plan = plan;
+                self.stats.forwarded.inc();
+                Verdict::Forward { vport }
+            }
+            Err(r) => {
+                self.plan = ChecksumPlan::default();
+                self.stats.count_drop(r);
+                Verdict::Drop(r)
+            }
+        })
     }
 
     #[inline(always)]

@@ -348,3 +348,56 @@ fn paced_expiry_removes_an_idle_pair_within_a_period_of_its_timeout() {
     assert!(now > timeout, "removed at {now} ns, before its timeout");
     assert!(now <= timeout + SWEEP_PERIOD_NS + 10_000_000, "removed at {now} ns");
 }
+
+/// A common frame's hit is settled by its short key (pmd-app's bursts):
+/// both sides of an established UDP and TCP connection behind SNAT, with
+/// the same bytes, counters and connection state as the general way; a
+/// miss, a missing hint and a pair from an older policy generation are
+/// left to the general way, and the hit after the reconciling one is
+/// settled again.
+#[test]
+fn a_common_frames_hit_is_settled_by_its_short_key() {
+    let nats = [(); 2].map(|_| Arc::new(NatPorts::new()));
+    let mut twins = [0, 1].map(|i| shard(policy(&snat_2_ports(), 1), &nats[i], 0, 1));
+    // Runs a packet on both; says what it gave and whether the short key
+    // settled it.
+    let step = |twins: &mut [Shard; 2], pkt: &[u8], vport: u16, now: u64, hinted: bool| {
+        let [short, general] = twins;
+        let hash = parsed_for(pkt, vport).key.table_hash();
+        let hint = if hinted { short.look_ahead(hash) } else { Hint::NONE };
+        let (got, settled) = run_short(short, pkt, vport, hint, now);
+        assert_eq!(got, run(general, pkt, vport, now));
+        (got, settled)
+    };
+    let t = &mut twins;
+    let ((_, out), settled) = step(t, &udp_out(7), VM, 0, true);
+    assert!(!settled, "a first packet is a miss");
+    let port = ports(&out, 14).0;
+    let reply = udp_frame(PEER_MAC, GW_MAC, (S, 53), (PUB, port), true);
+    let tcp_out = |flags| tcp_frame(VM_MAC, GW_MAC, (C, 1000), (S, 80), flags);
+    assert!(!step(t, &tcp_out(tcp::SYN), VM, 1, true).1);
+    let tcp_port = ports(&step(t, &tcp_out(tcp::ACK), VM, 2, true).0 .1, 14).0;
+    let tcp_in = |flags| tcp_frame(PEER_MAC, GW_MAC, (S, 80), (PUB, tcp_port), flags);
+    for (pkt, vport) in [
+        (udp_out(7), VM),
+        (reply.clone(), WAN),
+        (tcp_in(tcp::SYN | tcp::ACK), WAN),
+        (tcp_out(tcp::ACK), VM),
+        (tcp_out(tcp::FIN | tcp::ACK), VM),
+    ] {
+        let ((v, _), settled) = step(t, &pkt, vport, 3, true);
+        assert!(matches!(v, Verdict::Forward { .. }) && settled, "{v:?}");
+    }
+    assert!(!step(t, &udp_out(7), VM, 4, false).1, "no hint, no short cut");
+    t.iter_mut().for_each(|s| s.set_policy(policy(&snat_2_ports(), 2)));
+    assert!(
+        !step(t, &reply, WAN, 5, true).1,
+        "a stale pair is reconciled the general way"
+    );
+    assert!(step(t, &reply, WAN, 6, true).1);
+    let [short, general] = t;
+    assert_eq!(short.stats().named(), general.stats().named());
+    let all = FlowFilter::default();
+    assert_eq!(short.flows(&all, 9), general.flows(&all, 9));
+    assert_eq!(short.flows(&all, 9)[1].state, "fin-wait");
+}

@@ -212,14 +212,37 @@ impl Transposition {
     /// of that kind.
     #[inline(always)]
     fn common_frame(&self, frame: &mut Frame, p: &Parsed) -> Option<Result<(), DropReason>> {
-        let d = self.deltas.as_ref()?;
-        let plain = self.decap.is_none()
-            && p.outer.is_none()
+        let plain = p.outer.is_none()
             && p.l3 == L3::Ipv4
             && usize::from(p.l3_off) == common::IP
             && usize::from(p.l4_off) == common::L4
             && p.fragment != Fragment::Later;
         if !plain {
+            return None;
+        }
+        self.rewrite_common(frame)
+    }
+
+    /// Applies the transposition to a frame the parser found common
+    /// ([`crate::parse::common_frame`]) and that carries this side's key:
+    /// [`Transposition::apply_with`] without a descriptor. None, the frame
+    /// untouched, when the transposition is not one the fixed-offset
+    /// rewrite does: one with precomputed checksum deltas
+    /// ([`Transposition::with_deltas`]) and nothing to decapsulate.
+    #[inline(always)]
+    pub fn apply_common(&self, frame: &mut Frame, outer: OuterChecksum) -> Option<Result<ChecksumPlan, DropReason>> {
+        Some(match self.rewrite_common(frame)? {
+            Ok(()) => self.push(frame, outer),
+            Err(r) => Err(r),
+        })
+    }
+
+    /// The fixed-offset rewrite of [`Transposition::common_frame`], once
+    /// the frame is known to be common.
+    #[inline(always)]
+    fn rewrite_common(&self, frame: &mut Frame) -> Option<Result<(), DropReason>> {
+        let d = self.deltas.as_ref()?;
+        if self.decap.is_some() {
             return None;
         }
         let data = frame.data_mut();

@@ -13,6 +13,8 @@
 use std::hash::{Hash, Hasher};
 use zerocopy::{Immutable, IntoBytes};
 
+use crate::flow::v4_key::V4Key;
+
 /// Which way a packet crosses the switch, seen from the VM.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default, IntoBytes, Immutable)]
 #[repr(u8)]
@@ -202,8 +204,21 @@ impl FlowKey {
     /// instead of a chain of finalisers. Every input bit reaches both
     /// halves of the result, which the index uses for its bucket (low
     /// bits) and its signature (high bits).
+    ///
+    /// A key with a short form ([`V4Key`]: IPv4, no VNI) takes that form's
+    /// hash, so that a packet whose short key was read straight from its
+    /// bytes finds its pair without a `FlowKey` being built.
     #[inline]
     pub fn table_hash(&self) -> u64 {
+        match V4Key::of(self) {
+            Some(k) => k.table_hash(),
+            None => self.wide_hash(),
+        }
+    }
+
+    /// [`FlowKey::table_hash`] of a key without a short form.
+    #[inline]
+    fn wide_hash(&self) -> u64 {
         let word = |b: &[u8; 16], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
         // src * 65537 + dst is injective on u16 pairs, and unlike a
         // shift-or it does not let the compiler read both ports with one

@@ -4,7 +4,8 @@
 //! reverse entry of one connection); [`table`] the per-shard index and
 //! slab; [`index`] a fixed-capacity cuckoo hash index whose lookups can be
 //! prefetched a burst at a time; [`tcp_state`] the coarse TCP tracker
-//! that picks idle timeouts; [`expiry`] the amortised idle sweep;
+//! that picks idle timeouts; [`v4_key`] the short key of an IPv4 packet
+//! outside a tunnel, which a common frame's hit hashes and compares; [`expiry`] the amortised idle sweep;
 //! [`fragments`] the flows of fragmented datagrams.
 
 pub mod expiry;
@@ -15,3 +16,4 @@ pub mod pair;
 pub mod table;
 pub mod tcp_state;
 pub mod timeouts;
+pub mod v4_key;

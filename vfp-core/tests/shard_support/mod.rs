@@ -8,7 +8,7 @@ use std::sync::Arc;
 use vfp_core::action::nat::NatPorts;
 use vfp_core::flow::key::{proto, v4_mapped, FlowKey, NO_VNI};
 use vfp_core::frame::Frame;
-use vfp_core::parse::{parse, Parsed};
+use vfp_core::parse::{common_frame, parse, Parsed};
 use vfp_core::policy::{load_str, Policy};
 use vfp_core::shard::{Hint, Shard, ShardConfig, Verdict};
 use vfp_core::topology::{Role, VportInfo};
@@ -289,6 +289,33 @@ pub fn run_hinted(
     let hash = parsed.key.table_hash();
     let v = shard.process_hinted(&mut frame, &parsed, hash, hint, now, may_redirect);
     (v, frame.data().to_vec())
+}
+
+/// [`run_hinted`] as pmd-app's burst does it: a common frame's hit by its
+/// short key ([`Shard::process_common`]), anything else (including a
+/// common frame the short key does not settle) the general way. Also
+/// says whether the short key settled it.
+pub fn run_short(shard: &mut Shard, pkt: &[u8], vport: u16, hint: Hint, now: u64) -> ((Verdict, Vec<u8>), bool) {
+    let Some(c) = common_frame(pkt) else {
+        return (run_hinted(shard, pkt, vport, hint, now, true), false);
+    };
+    let dir = vports()[usize::from(vport)].role.direction();
+    let key = c.key(vport, dir);
+    assert_eq!(key.table_hash(), parsed_for(pkt, vport).key.table_hash());
+    let mut buf = vec![0u8; HEADROOM + pkt.len()];
+    buf[HEADROOM..].copy_from_slice(pkt);
+    let mut frame = Frame::new(&mut buf, HEADROOM, pkt.len()).unwrap();
+    match shard.process_common(&mut frame, &key, c.tcp_flags, hint, now) {
+        Some(v) => ((v, frame.data().to_vec()), true),
+        None => {
+            assert_eq!(
+                frame.data(),
+                pkt,
+                "a frame the short key does not settle is left as it was"
+            );
+            (run_hinted(shard, pkt, vport, hint, now, true), false)
+        }
+    }
 }
 
 // ------------------------------------------------------------------- reader
