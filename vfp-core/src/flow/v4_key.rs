@@ -15,10 +15,10 @@ use zerocopy::IntoBytes;
 use crate::flow::key::{as_v4, Direction, FlowKey, NO_VNI};
 
 /// A [`FlowKey`] whose addresses are IPv4 and whose VNI is [`NO_VNI`],
-/// as two words laid out like the long key's bytes (little-endian): the
-/// addresses as they are in the packet (source, then destination), and
-/// the long key's last eight bytes (the ports, the vport, the protocol
-/// and the direction). So a hit compares the words with the long key's
+/// in two words: the addresses as they are in the packet (source, then
+/// destination), and the ports, the vport, the protocol and the
+/// direction, laid out as the long key's last eight bytes are on a
+/// little-endian host. So a hit compares the words with the long key's
 /// bytes, and a frame's addresses are one load.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct V4Key {
@@ -88,6 +88,11 @@ impl V4Key {
     /// bytes).
     #[inline(always)]
     pub fn matches(&self, key: &FlowKey) -> bool {
+        // `rest` is the long key's last eight bytes read little-endian only
+        // where its u16 fields are stored little-endian.
+        if cfg!(target_endian = "big") {
+            return V4Key::of(key) == Some(*self);
+        }
         let b = key.as_bytes();
         let word = |at: usize| u128::from_le_bytes(b[at..at + 16].try_into().unwrap());
         let (src, dst) = (u128::from(self.addrs as u32), u128::from(self.addrs >> 32));
