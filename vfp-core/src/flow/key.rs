@@ -245,7 +245,7 @@ const SEED: [u64; 6] = [
 /// The two halves of a 128-bit product xored: a fast, well-mixing
 /// combination of two words (wyhash's "mum").
 #[inline(always)]
-fn fold(a: u64, b: u64) -> u64 {
+pub(crate) fn fold(a: u64, b: u64) -> u64 {
     let p = u128::from(a) * u128::from(b);
     (p as u64) ^ (p >> 64) as u64
 }

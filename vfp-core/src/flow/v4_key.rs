@@ -12,7 +12,7 @@
 
 use zerocopy::IntoBytes;
 
-use crate::flow::key::{as_v4, Direction, FlowKey, NO_VNI};
+use crate::flow::key::{as_v4, fold, Direction, FlowKey, NO_VNI};
 
 /// A [`FlowKey`] whose addresses are IPv4 and whose VNI is [`NO_VNI`],
 /// in two words: the addresses as they are in the packet (source, then
@@ -109,13 +109,6 @@ const SEED: [u64; 4] = [
     0x4b33_a62e_d433_d4a3,
     0x4d5a_2da5_1de1_aa47,
 ];
-
-/// The two halves of a 128-bit product xored (wyhash's "mum").
-#[inline(always)]
-fn fold(a: u64, b: u64) -> u64 {
-    let p = u128::from(a) * u128::from(b);
-    (p as u64) ^ (p >> 64) as u64
-}
 
 #[cfg(test)]
 mod tests {
