@@ -137,22 +137,9 @@ impl Pipeline {
             .iter()
             .zip(self.parsed.iter_mut().zip(&self.hashes).zip(&self.hints));
         for ((m, fate), (k, ((p, &h), &hint))) in burst.iter_mut().zip(self.fates.iter_mut()).zip(each) {
-            if fate.is_some() {
-                continue;
+            if fate.is_none() {
+                *fate = Some(settle(shard, m, (vport, dir), k, p, h, hint, true, now_ns));
             }
-            if let Some((key, flags)) = k {
-                if let Some(f) = process_common(shard, m, key, *flags, hint, now_ns) {
-                    *fate = Some(f);
-                    continue;
-                }
-                // Not a hit the short key settles: the general way, from
-                // the descriptor (the same hash: see `V4Key`).
-                if let Err(f) = prepare(shard, m, vport, dir, p, &mut 0) {
-                    *fate = Some(f);
-                    continue;
-                }
-            }
-            *fate = Some(process(shard, m, p, h, hint, true, now_ns));
         }
     }
 
@@ -169,12 +156,43 @@ impl Pipeline {
     #[inline(always)]
     pub fn classify(&mut self, m: &mut Mbuf, vport: u16, may_redirect: bool, now_ns: u64) -> Fate {
         let dir = self.dir_of(vport);
-        let (p, h) = (&mut self.parsed[0], &mut self.hashes[0]);
-        if let Err(fate) = prepare(&self.shard, m, vport, dir, p, h) {
+        let (k, p, h) = (&mut self.keys[0], &mut self.parsed[0], &mut self.hashes[0]);
+        if let Err(fate) = read_key(&self.shard, m, vport, dir, k, p, h) {
             return fate;
         }
-        process(&mut self.shard, m, p, *h, Hint::NONE, may_redirect, now_ns)
+        let hint = self.shard.look_ahead(*h);
+        settle(&mut self.shard, m, (vport, dir), k, p, *h, hint, may_redirect, now_ns)
     }
+}
+
+/// Decides the fate of a packet whose key [`read_key`] read, with its
+/// look-ahead hint: a common frame's hit by its short key `k`
+/// ([`process_common`]); anything else (a miss, a stale pair, a
+/// transposition the fixed-offset rewrite does not do) parsed into `p`
+/// if it was not yet and processed the general way, with the same hash
+/// `h` (see `V4Key`) and hint.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn settle(
+    shard: &mut Shard,
+    m: &mut Mbuf,
+    (vport, dir): (u16, Direction),
+    k: &Option<(V4Key, u8)>,
+    p: &mut Parsed,
+    h: u64,
+    hint: Hint,
+    may_redirect: bool,
+    now_ns: u64,
+) -> Fate {
+    if let Some((key, flags)) = k {
+        if let Some(f) = process_common(shard, m, key, *flags, hint, now_ns) {
+            return f;
+        }
+        if let Err(f) = prepare(shard, m, vport, dir, p, &mut 0) {
+            return f;
+        }
+    }
+    process(shard, m, p, h, hint, may_redirect, now_ns)
 }
 
 /// Reads the key of `m` (arrived on `vport`, whose packets travel `dir`)
