@@ -197,17 +197,10 @@ impl FlowKey {
         }
     }
 
-    /// Hash of every field, for the flow table: two independent folded
-    /// 64×64→128-bit multiplies (the addresses' high words, which are zero
-    /// for IPv4, and their low words) mixed into a third with the ports
-    /// and the rest, so the dependency chain is two multiplies long
-    /// instead of a chain of finalisers. Every input bit reaches both
-    /// halves of the result, which the index uses for its bucket (low
-    /// bits) and its signature (high bits).
-    ///
-    /// A key with a short form ([`V4Key`]: IPv4, no VNI) takes that form's
-    /// hash, so that a packet whose short key was read straight from its
-    /// bytes finds its pair without a `FlowKey` being built.
+    /// Hash of every field, for the flow table. A key with a short form
+    /// ([`V4Key`]: IPv4, no VNI) takes that form's hash, so that a packet
+    /// whose short key was read straight from its bytes finds its pair
+    /// without a `FlowKey` being built; any other key its wide hash.
     #[inline]
     pub fn table_hash(&self) -> u64 {
         match V4Key::of(self) {
@@ -216,7 +209,13 @@ impl FlowKey {
         }
     }
 
-    /// [`FlowKey::table_hash`] of a key without a short form.
+    /// [`FlowKey::table_hash`] of a key without a short form: two
+    /// independent folded 64×64→128-bit multiplies (the addresses' high
+    /// words and their low words) mixed into a third with the ports and
+    /// the rest, so the dependency chain is two multiplies long instead
+    /// of a chain of finalisers. Every input bit reaches both halves of
+    /// the result, which the index uses for its bucket (low bits) and its
+    /// signature (high bits).
     #[inline]
     fn wide_hash(&self) -> u64 {
         let word = |b: &[u8; 16], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
