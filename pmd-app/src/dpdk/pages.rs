@@ -47,22 +47,23 @@ pub fn collapse(start: *const u8, bytes: usize) -> io::Result<()> {
 
 /// Anonymous memory of this process on transparent huge pages, in bytes.
 pub fn anon_huge_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/smaps_rollup").ok()?;
-    let line = s.lines().find(|l| l.starts_with("AnonHugePages:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb << 10)
+    kb_field("/proc/self/smaps_rollup", "AnonHugePages:")
 }
 
 /// Memory the kernel says it can give new allocations without swapping
 /// (`MemAvailable` of /proc/meminfo), if it says.
 pub fn mem_available() -> Option<usize> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: usize = info
+    kb_field("/proc/meminfo", "MemAvailable:").and_then(|b| usize::try_from(b).ok())
+}
+
+/// The `key  N kB` line of a /proc file, in bytes.
+fn kb_field(file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let kb: u64 = text
         .lines()
-        .find_map(|l| l.strip_prefix("MemAvailable:"))?
-        .trim()
-        .strip_suffix("kB")?
-        .trim()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
         .parse()
         .ok()?;
     kb.checked_mul(1024)
@@ -80,5 +81,14 @@ mod tests {
         assert_eq!(aligned(p(HUGE + 1), HUGE), None);
         assert_eq!(aligned(p(0), 0), None);
         assert_eq!(aligned(p(usize::MAX - 10), 100), None);
+    }
+
+    #[test]
+    fn proc_fields_read_in_bytes() {
+        let total = kb_field("/proc/meminfo", "MemTotal:").unwrap();
+        assert!(total > 1 << 20 && total % 1024 == 0, "{total}");
+        assert!(mem_available().is_some_and(|a| (a as u64) <= total));
+        assert_eq!(kb_field("/proc/meminfo", "NoSuchField:"), None);
+        assert_eq!(kb_field("/proc/no-such-file", "MemTotal:"), None);
     }
 }
