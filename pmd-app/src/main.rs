@@ -257,15 +257,8 @@ fn run(eal_args: &[String], app: AppArgs) -> Result<i32, String> {
         });
         let s = control::Server::bind(&path, app.control_socket_group.as_deref())
             .and_then(|s| s.spawn(handler))
-            .map_err(|e| {
-                // Most of these errors name the socket already.
-                let (e, p) = (e.to_string(), path.display().to_string());
-                if e.contains(&p) {
-                    e
-                } else {
-                    format!("control socket {p}: {e}")
-                }
-            });
+            // Every error of these names the socket's path.
+            .map_err(|e| e.to_string());
         match s {
             Ok(s) => {
                 log::info!("control socket {}", path.display());

@@ -78,11 +78,13 @@ pub(crate) struct Shared {
 
 impl Server {
     /// Create the control socket at `path` (mode 0600; 0660 owned by
-    /// `group` when given). Fails with a message naming the path if it is
-    /// in use by a running instance, is not a socket, or cannot be created.
+    /// `group` when given). Fails with a message naming the path (it is
+    /// in use by a running instance, is not a socket, cannot be created).
     pub fn bind(path: &Path, group: Option<&str>) -> io::Result<Server> {
         let (listener, file) = socket_file::bind(path, group)?;
-        socket2::SockRef::from(&listener).set_read_timeout(Some(ACCEPT_WAKE))?;
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(ACCEPT_WAKE))
+            .map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", path.display())))?;
         Ok(Server {
             listener,
             file,
@@ -112,7 +114,8 @@ impl Server {
         let thread_shared = Arc::clone(&shared);
         let accept = thread::Builder::new()
             .name("vfp-ctl-accept".into())
-            .spawn(move || accept_loop(listener, &thread_shared))?;
+            .spawn(move || accept_loop(listener, &thread_shared))
+            .map_err(|e| io::Error::new(e.kind(), format!("control socket {}: {e}", self.file.path().display())))?;
         log::info!("control socket listening on {}", self.file.path().display());
         Ok(ServerHandle {
             shared,

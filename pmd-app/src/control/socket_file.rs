@@ -56,8 +56,13 @@ impl Drop for SocketFile {
 /// Bind the control socket at `path`, mode 0600, or 0660 owned by `group`
 /// (a name or a numeric gid). The parent directory is created (0755) if
 /// missing.
+///
+/// Every error names the path.
 pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, SocketFile)> {
-    let gid = group.map(resolve_group).transpose()?;
+    let gid = group
+        .map(resolve_group)
+        .transpose()
+        .map_err(|e| annotate(e, format!("control socket {}", path.display())))?;
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -66,7 +71,16 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Socke
         .recursive(true)
         .mode(0o755)
         .create(&parent)
-        .map_err(|e| annotate(e, format!("cannot create directory {}", parent.display())))?;
+        .map_err(|e| {
+            annotate(
+                e,
+                format!(
+                    "cannot create directory {} for control socket {}",
+                    parent.display(),
+                    path.display()
+                ),
+            )
+        })?;
     check_not_live(path)?;
 
     // Unique per bind: tests bind several servers in one process.
@@ -74,10 +88,16 @@ pub fn bind(path: &Path, group: Option<&str>) -> io::Result<(UnixListener, Socke
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
     let staging = parent.join(format!(".vfp{}.{seq}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&staging)
-        .map_err(|e| annotate(e, format!("cannot create directory {}", staging.display())))?;
+    fs::DirBuilder::new().mode(0o700).create(&staging).map_err(|e| {
+        annotate(
+            e,
+            format!(
+                "cannot create directory {} for control socket {}",
+                staging.display(),
+                path.display()
+            ),
+        )
+    })?;
     let result = bind_staged(path, &staging, gid);
     let _ = fs::remove_dir_all(&staging);
     result
@@ -96,7 +116,7 @@ fn bind_staged(path: &Path, staging: &Path, gid: Option<u32>) -> io::Result<(Uni
     }
     // Atomically replaces a stale socket file, if any.
     fs::rename(&tmp, path).map_err(|e| annotate(e, format!("cannot create control socket {}", path.display())))?;
-    let meta = fs::symlink_metadata(path)?;
+    let meta = fs::symlink_metadata(path).map_err(|e| annotate(e, format!("cannot inspect {}", path.display())))?;
     let file = SocketFile {
         path: path.to_path_buf(),
         identity: (meta.dev(), meta.ino()),
@@ -147,12 +167,7 @@ fn resolve_group(group: &str) -> io::Result<u32> {
         let out = Command::new("getent").args(["group", group]).output().ok()?;
         group_from_lines(&String::from_utf8_lossy(&out.stdout), group)
     });
-    found.ok_or_else(|| {
-        io::Error::new(
-            ErrorKind::NotFound,
-            format!("control socket group \"{group}\" does not exist"),
-        )
-    })
+    found.ok_or_else(|| io::Error::new(ErrorKind::NotFound, format!("group \"{group}\" does not exist")))
 }
 
 /// Find `name` in `group(5)`-formatted lines (`name:x:gid:members`).
