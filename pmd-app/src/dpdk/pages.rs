@@ -86,7 +86,7 @@ mod tests {
     #[test]
     fn proc_fields_read_in_bytes() {
         let total = kb_field("/proc/meminfo", "MemTotal:").unwrap();
-        assert!(total > 1 << 20 && total % 1024 == 0, "{total}");
+        assert!(total > 1 << 20 && total.is_multiple_of(1024), "{total}");
         assert!(mem_available().is_some_and(|a| (a as u64) <= total));
         assert_eq!(kb_field("/proc/meminfo", "NoSuchField:"), None);
         assert_eq!(kb_field("/proc/no-such-file", "MemTotal:"), None);
