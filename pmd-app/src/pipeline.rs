@@ -170,7 +170,7 @@ impl Pipeline {
 /// ([`process_common`]); anything else (a miss, a stale pair, a
 /// transposition the fixed-offset rewrite does not do) parsed into `p`
 /// if it was not yet and processed the general way, with the same hash
-/// `h` (see `V4Key`) and hint.
+/// `h` (see `V4Key`; not computed again) and hint.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn settle(
@@ -188,7 +188,7 @@ fn settle(
         if let Some(f) = process_common(shard, m, key, *flags, hint, now_ns) {
             return f;
         }
-        if let Err(f) = prepare(shard, m, vport, dir, p, &mut 0) {
+        if let Err(f) = parse_packet(shard, m, vport, dir, p) {
             return f;
         }
     }
@@ -257,6 +257,14 @@ fn process_common(
 /// why the packet goes no further (a parse error is counted here).
 #[inline(always)]
 fn prepare(shard: &Shard, m: &Mbuf, vport: u16, dir: Direction, p: &mut Parsed, h: &mut u64) -> Result<(), Fate> {
+    parse_packet(shard, m, vport, dir, p)?;
+    *h = p.key.table_hash();
+    Ok(())
+}
+
+/// [`prepare`] without the hash (a common frame's is known already).
+#[inline(always)]
+fn parse_packet(shard: &Shard, m: &Mbuf, vport: u16, dir: Direction, p: &mut Parsed) -> Result<(), Fate> {
     if !m.is_contiguous() {
         // Frames larger than one mbuf's data room arrive chained
         // (net_pcap, jumbo frames); the rewrite works on one segment.
@@ -268,7 +276,6 @@ fn prepare(shard: &Shard, m: &Mbuf, vport: u16, dir: Direction, p: &mut Parsed, 
     }
     p.key.vport = vport;
     p.key.dir = dir;
-    *h = p.key.table_hash();
     Ok(())
 }
 
