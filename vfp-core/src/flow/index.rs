@@ -30,6 +30,8 @@ use std::collections::TryReserveError;
 
 use arrayvec::ArrayVec;
 
+use crate::flow::reserved;
+
 /// Slots per bucket: 8 signatures + 8 values = one 64-byte cache line.
 const SLOTS: usize = 8;
 
@@ -197,8 +199,7 @@ impl FlowIndex {
     /// [`FlowIndex::with_capacity`], or why its memory cannot be had.
     pub fn try_with_capacity(max_entries: usize) -> Result<FlowIndex, TryReserveError> {
         let n = buckets_for(max_entries);
-        let mut buckets = Vec::new();
-        buckets.try_reserve_exact(n)?;
+        let mut buckets = reserved(n)?;
         buckets.resize(n, Bucket::EMPTY);
         Ok(FlowIndex {
             buckets: buckets.into_boxed_slice(),

@@ -17,3 +17,11 @@ pub mod table;
 pub mod tcp_state;
 pub mod timeouts;
 pub mod v4_key;
+
+/// An empty vector with room for `n` values, or why there is none: the
+/// flow tables' allocations, checked rather than aborting.
+pub(crate) fn reserved<T>(n: usize) -> Result<Vec<T>, std::collections::TryReserveError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)?;
+    Ok(v)
+}

@@ -25,6 +25,7 @@
 use crate::flow::index::FlowIndex;
 use crate::flow::key::FlowKey;
 use crate::flow::pair::{FlowPair, Side};
+use crate::flow::reserved;
 use std::collections::TryReserveError;
 
 /// What a key leads to.
@@ -66,13 +67,6 @@ fn pair_ref(idx: u32, side: Side) -> u32 {
 fn pair_of(e: u32) -> (u32, Side) {
     let side = if e & 1 == 0 { Side::Forward } else { Side::Reverse };
     (e >> 1, side)
-}
-
-/// An empty vector with room for `n` values, or why there is none.
-fn reserved<T>(n: usize) -> Result<Vec<T>, TryReserveError> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(n)?;
-    Ok(v)
 }
 
 pub struct FlowTable {
